@@ -1,0 +1,108 @@
+"""Fixes to TVM's torch.export importer, passed as `custom_convert_map`.
+
+Each converter is one small unit with its own test (tests/python/test_converters.py).
+They are called as `fn(node, importer)` by `from_exported_program`.
+"""
+
+from __future__ import annotations
+
+import torch
+from tvm import relax
+
+
+def _out_dtype(node) -> str:
+    """The dtype torch computed for this node's output (from export's fake tensor)."""
+    return str(node.meta["val"].dtype).replace("torch.", "")
+
+
+def _as(importer, x, dtype: str):
+    if isinstance(x, relax.Expr):
+        if str(x.ty.dtype) != dtype:
+            x = importer.block_builder.emit(relax.op.astype(x, dtype))
+        return x
+    return relax.const(x, dtype)
+
+
+def grid_sampler_2d(node, importer):
+    """torch's grid is [N,Hout,Wout,2]; Relax's grid_sample wants [N,2,Hout,Wout]
+    (the stock converter passes it unpermuted). Also: SAM 3's geometry encoder
+    samples an empty point grid on text/box-only prompts; emit the empty (or
+    all-zero) result directly instead of a zero-extent kernel."""
+    args = importer.retrieve_args(node)
+    data, grid = args[0], args[1]
+    mode = {0: "bilinear", 1: "nearest", 2: "bicubic"}[args[2] if len(args) > 2 else 0]
+    pad = {0: "zeros", 1: "border", 2: "reflection"}[args[3] if len(args) > 3 else 0]
+    align = bool(args[4]) if len(args) > 4 else False
+    out_shape = tuple(node.meta["val"].shape)
+    if any(int(d) == 0 for d in out_shape):
+        return importer.block_builder.emit(relax.op.zeros(out_shape, _out_dtype(node)))
+    grid = importer.block_builder.emit(relax.op.permute_dims(grid, [0, 3, 1, 2]))
+    return importer.block_builder.emit(relax.op.image.grid_sample(
+        data, grid, method=mode, layout="NCHW", padding_mode=pad, align_corners=align))
+
+
+def floor_divide(node, importer):
+    """`float_tensor // 2` imports as float // int32-const and fails Relax's same-dtype
+    check; promote both operands to torch's result dtype first."""
+    lhs, rhs = importer.retrieve_args(node)[:2]
+    dtype = _out_dtype(node)
+    return importer.block_builder.emit(
+        relax.op.floor_divide(_as(importer, lhs, dtype), _as(importer, rhs, dtype)))
+
+
+def div_mode(node, importer):
+    """`torch.div(x, y, rounding_mode=...)` (what `x // 2` decomposes to): promote
+    both operands to torch's result dtype, then floor/trunc/true divide."""
+    args = importer.retrieve_args(node)
+    lhs, rhs = args[0], args[1]
+    mode = node.kwargs.get("rounding_mode", args[2] if len(args) > 2 else None)
+    dtype = _out_dtype(node)
+    lhs, rhs = _as(importer, lhs, dtype), _as(importer, rhs, dtype)
+    bb = importer.block_builder
+    if mode == "floor":
+        return bb.emit(relax.op.floor_divide(lhs, rhs))
+    if mode == "trunc":
+        if dtype.startswith("float"):
+            return bb.emit(relax.op.trunc(bb.emit(relax.op.divide(lhs, rhs))))
+        return bb.emit(relax.op.divide(lhs, rhs))  # integer divide truncates in TIR
+    return bb.emit(relax.op.divide(lhs, rhs))
+
+
+def select(node, importer):
+    """`x.select(dim, -1)` (e.g. `hs[-1]`): the stock converter emits
+    `take(x, -1)`, which legalises to an unchecked out-of-bounds read. Wrap
+    negative indices with the static size of the dimension first."""
+    x = importer.env[node.args[0]]
+    dim, index = node.args[1], node.args[2]
+    in_shape = node.args[0].meta["val"].shape
+    dim = dim % len(in_shape)
+    if index < 0:
+        index += int(in_shape[dim])
+    return importer.block_builder.emit(relax.op.take(x, relax.const(index, "int64"), dim))
+
+
+def cat(node, importer):
+    """torch.cat type-promotes mixed inputs (e.g. int32 labels with float padding
+    in SAM's prompt encoder); Relax concat requires one dtype. Promote first."""
+    args = importer.retrieve_args(node)
+    axis = args[1] if len(args) > 1 else node.kwargs.get("dim", 0)
+    dtype = _out_dtype(node)
+    # SAM 3 concatenates empty sequences (no points, no visual prompt); a
+    # zero-size constant cannot be serialised in a VM executable, so drop them.
+    parts = [(t, a) for t, a in zip(args[0], node.args[0])
+             if not (hasattr(a, "meta") and a.meta["val"].numel() == 0)]
+    if not parts:
+        return importer.block_builder.emit(relax.op.zeros(tuple(node.meta["val"].shape), dtype))
+    tensors = [_as(importer, t, dtype) for t, _ in parts]
+    if len(tensors) == 1:
+        return tensors[0]
+    return importer.block_builder.emit(relax.op.concat(tensors, axis=axis))
+
+
+CONVERTERS = {
+    "grid_sampler_2d.default": grid_sampler_2d,
+    "floor_divide.default": floor_divide,
+    "div.Tensor_mode": div_mode,
+    "cat.default": cat,
+    "select.int": select,
+}

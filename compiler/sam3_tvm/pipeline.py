@@ -1,0 +1,30 @@
+"""Relax compilation pipelines (explicit pass lists, so each choice is visible)."""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+from tvm.relax import backend, transform
+
+
+def build_pipeline(dynamic: bool = False):
+    """TVM's `default_build` pass list. `RewriteDataflowReshape` is skipped for
+    modules with symbolic shapes: on the interactive decoder's symbolic point
+    count it fails an arithmetic divisibility proof (TVM 0.27); it only turns
+    reshapes into views, so skipping it costs a copy, not correctness."""
+    passes = [backend.DispatchSampling(), backend.DispatchSortScan(), transform.LegalizeOps()]
+    if not dynamic:
+        passes.append(transform.RewriteDataflowReshape())
+    passes += [
+        transform.ToNonDataflow(), transform.RemovePurityChecking(), transform.CallTIRRewrite(),
+        transform.StaticPlanBlockMemory(), transform.RewriteCUDAGraph(), transform.LowerAllocTensor(),
+        transform.KillAfterLastUse(), transform.LowerRuntimeBuiltin(), transform.ComputePrimValue(),
+        transform.VMShapeLower(), transform.AttachGlobalSymbol(),
+    ]
+    return tvm.transform.Sequential(passes)
+
+
+def optimize(mod: tvm.IRModule, target) -> tvm.IRModule:
+    """Graph-level optimisation before build: legalise, fold constants, fuse."""
+    with target:
+        return relax.get_pipeline("zero")(mod)

@@ -1,0 +1,53 @@
+"""Run a bundle from Python through the TVM runtime (what the C++ runtime does, for verify)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .build import load_manifest
+from .errors import Sam3TvmError
+
+
+class Bundle:
+    """Loads a bundle's libraries and weights; `run(component, *inputs)` -> list of numpy."""
+
+    def __init__(self, path: str):
+        import tvm
+        from safetensors.numpy import load_file
+        from tvm import relax
+
+        self.path = path
+        self.manifest = load_manifest(path)
+        weights = load_file(os.path.join(path, self.manifest["weights"]))
+        self.dev = tvm.cpu(0)
+        self.vms, self.params = {}, {}
+        for name, entry in self.manifest["components"].items():
+            lib = tvm.runtime.load_module(os.path.join(path, entry["library"]))
+            self.vms[name] = relax.VirtualMachine(lib, self.dev)
+            params = []
+            for pname in entry["params"]:
+                if pname not in weights:
+                    raise Sam3TvmError(f"weight {pname} (component {name}) missing from bundle weights")
+                params.append(tvm.runtime.tensor(weights[pname], self.dev))
+            self.params[name] = params
+
+    def run(self, component: str, *inputs) -> list[np.ndarray]:
+        import tvm
+
+        entry = self.manifest["components"][component]
+        if len(inputs) != len(entry["inputs"]):
+            raise Sam3TvmError(f"{component} takes {len(entry['inputs'])} inputs, got {len(inputs)}")
+        args = []
+        for x, spec in zip(inputs, entry["inputs"]):
+            x = np.ascontiguousarray(np.asarray(x, dtype=spec["dtype"]))
+            fixed = [d for d in spec["shape"] if isinstance(d, int)]
+            if x.ndim != len(spec["shape"]) or any(
+                    isinstance(d, int) and d != s for d, s in zip(spec["shape"], x.shape)):
+                raise Sam3TvmError(f"{component}.{spec['name']}: shape {x.shape} does not match "
+                                   f"{spec['shape']}")
+            del fixed
+            args.append(tvm.runtime.tensor(x, self.dev))
+        out = self.vms[component]["main"](*args, *self.params[component])
+        return [o.numpy() for o in out]
