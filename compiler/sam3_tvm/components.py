@@ -13,6 +13,7 @@ argument plumbing, mirrored from the official call sites named in comments.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -77,7 +78,14 @@ class GroundingHead(nn.Module):
         super().__init__()
         from sam3.model.data_misc import FindStage
 
-        self.model = model
+        # forward_grounding needs no backbone when features are given; a shallow
+        # copy without it (and without the tracker) keeps their weights out of
+        # this component's parameter list.
+        head = copy.copy(model)
+        head._modules = dict(model._modules)
+        head._modules["backbone"] = nn.Module()
+        head._modules["inst_interactive_predictor"] = None
+        self.model = head
         self.pos_enc = model.backbone.vision_backbone.position_encoding
         self.find_input = FindStage(
             img_ids=torch.tensor([0], dtype=torch.long), text_ids=torch.tensor([0], dtype=torch.long),

@@ -33,8 +33,14 @@ def grid_sampler_2d(node, importer):
     mode = {0: "bilinear", 1: "nearest", 2: "bicubic"}[args[2] if len(args) > 2 else 0]
     pad = {0: "zeros", 1: "border", 2: "reflection"}[args[3] if len(args) > 3 else 0]
     align = bool(args[4]) if len(args) > 4 else False
-    out_shape = tuple(node.meta["val"].shape)
-    if any(int(d) == 0 for d in out_shape):
+    out_shape = tuple(int(d) for d in node.meta["val"].shape)
+    if 0 in out_shape:
+        # An empty slice of the input, not a constant: FoldConstant would turn
+        # zeros() into a zero-size constant, which the VM cannot serialise.
+        in_shape = tuple(int(d) for d in args[0].ty.shape)
+        if out_shape[2] <= in_shape[2] and out_shape[3] <= in_shape[3]:
+            return importer.block_builder.emit(relax.op.strided_slice(
+                data, axes=[2, 3], begin=[0, 0], end=[out_shape[2], out_shape[3]]))
         return importer.block_builder.emit(relax.op.zeros(out_shape, _out_dtype(node)))
     grid = importer.block_builder.emit(relax.op.permute_dims(grid, [0, 3, 1, 2]))
     return importer.block_builder.emit(relax.op.image.grid_sample(

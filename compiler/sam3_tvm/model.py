@@ -159,6 +159,10 @@ def build_model(config: str = "tiny", checkpoint: str | None = None, seed: int =
         model = build_sam3_image_model(bpe_path=bpe_vocab_path(), device="cpu",
                                        eval_mode=True, checkpoint_path=None,
                                        load_from_HF=False, enable_inst_interactivity=True)
+    if config == "tiny":
+        # SAM3InteractiveImagePredictor hard-codes the 1008-input feature sizes
+        g = CONFIGS[config].grid
+        model.inst_interactive_predictor._bb_feat_sizes = [(4 * g, 4 * g), (2 * g, 2 * g), (g, g)]
     _init_uninitialised(model, seed)
     if checkpoint is not None:
         from .checkpoint import load_checkpoint

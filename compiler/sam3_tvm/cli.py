@@ -1,0 +1,103 @@
+"""`sam3-tvm`: inspect, compile and verify SAM 3 with TVM."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from .errors import Sam3TvmError
+
+
+def _quiet() -> None:
+    # torch/sam3 emit many deprecation and autocast warnings on a CPU host;
+    # they bury our progress output and say nothing actionable to a user.
+    if not os.environ.get("SAM3_TVM_WARNINGS"):
+        warnings.filterwarnings("ignore")
+
+
+def cmd_inspect(args) -> int:
+    from .inspect_model import run_inspect
+
+    run_inspect(args.config, as_json=args.json)
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from .build import compile_bundle
+
+    manifest = compile_bundle(args.config, args.out, checkpoint=args.checkpoint, seed=args.seed,
+                              num_cores=args.num_cores)
+    print(f"wrote bundle {args.out} ({manifest['config']['name']}, "
+          f"{len(manifest['components'])} components, {manifest['compile_seconds']} s)")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .verify import require_pass, verify_bundle
+
+    rows = verify_bundle(args.bundle, json_path=args.json, checkpoint=args.checkpoint)
+    require_pass(rows)
+    print(f"parity ok: {len(rows)} outputs within tolerance")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .predict import run
+
+    res = run(args.bundle, args.image, args.out, text=args.text, boxes=args.box or [],
+              points=args.point or [], threshold=args.threshold, multimask=not args.single_mask)
+    print(f"{res['instances']} instance(s); wrote {res['result']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sam3-tvm", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("inspect", help="op inventory and hard spots of the exported components")
+    s.add_argument("--config", choices=["tiny", "full"], default="tiny")
+    s.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    s.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("compile", help="compile the components and write a bundle directory")
+    s.add_argument("--config", choices=["tiny", "full"], default="tiny")
+    s.add_argument("--checkpoint", help="official sam3.pt (default: seeded random weights)")
+    s.add_argument("--seed", type=int, default=0, help="seed for random weights (default 0)")
+    s.add_argument("--num-cores", type=int, default=None, help="threads the code is built for "
+                   "(default: this machine's cores)")
+    s.add_argument("--out", required=True, help="bundle directory to write")
+    s.set_defaults(func=cmd_compile)
+
+    s = sub.add_parser("verify", help="parity of a bundle against the official PyTorch model")
+    s.add_argument("--bundle", required=True)
+    s.add_argument("--checkpoint", help="checkpoint for the reference (default: the bundle's source)")
+    s.add_argument("--json", help="write the parity table as JSON to this file")
+    s.set_defaults(func=cmd_verify)
+    s = sub.add_parser("run", help="segment an image through a bundle (Python reference pipeline)")
+    s.add_argument("--bundle", required=True)
+    s.add_argument("--image", required=True)
+    s.add_argument("--text", help="concept prompt, e.g. 'a red car'")
+    s.add_argument("--box", action="append", help="exemplar box x0,y0,x1,y1[,pos|neg] in pixels "
+                   "(with --point: the interactive box)")
+    s.add_argument("--point", action="append", help="interactive point x,y[,pos|neg] in pixels")
+    s.add_argument("--threshold", type=float, default=0.5, help="score threshold (default 0.5)")
+    s.add_argument("--single-mask", action="store_true", help="interactive: one mask, not the best of 3")
+    s.add_argument("--out", required=True, help="output directory")
+    s.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet()
+    try:
+        return args.func(args)
+    except Sam3TvmError as e:
+        print(f"sam3-tvm: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

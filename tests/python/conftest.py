@@ -1,0 +1,28 @@
+import os
+import sys
+import warnings
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "compiler"))
+warnings.filterwarnings("ignore")
+
+SAMPLE = os.path.join(ROOT, "assets", "sample.png")
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from sam3_tvm.model import build_model
+
+    return build_model("tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """The tiny bundle, compiled once per test session."""
+    from sam3_tvm.build import compile_bundle
+
+    out = str(tmp_path_factory.mktemp("bundle") / "tiny")
+    compile_bundle("tiny", out, seed=0)
+    return out

@@ -1,0 +1,89 @@
+"""Each importer fix, on a minimal torch module, compiled with TVM and compared with torch."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+
+def _tvm_run(module, *inputs, custom=True):
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.torch import from_exported_program
+
+    from sam3_tvm.build import host_target
+    from sam3_tvm.converters import CONVERTERS
+    from sam3_tvm.pipeline import build_pipeline, optimize
+
+    ep = torch.export.export(module, tuple(inputs))
+    mod = from_exported_program(ep, custom_convert_map=CONVERTERS if custom else None)
+    target = host_target()
+    ex = tvm.compile(optimize(mod, target), target=target, relax_pipeline=build_pipeline())
+    vm = relax.VirtualMachine(ex, tvm.cpu())
+    out = vm["main"](*[tvm.runtime.tensor(x.numpy()) for x in inputs])
+    return [o.numpy() for o in out]
+
+
+class GridSample(torch.nn.Module):
+    def forward(self, x, grid):
+        return (F.grid_sample(x, grid, align_corners=False),)
+
+
+def test_grid_sample_layout():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 3, 6, 7, generator=g)
+    grid = torch.rand(1, 5, 1, 2, generator=g) * 2 - 1  # SAM 3's point grid shape
+    (out,) = _tvm_run(GridSample(), x, grid)
+    np.testing.assert_allclose(out, GridSample()(x, grid)[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_grid_sample_empty_grid():
+    x = torch.randn(1, 3, 6, 7)
+    grid = torch.zeros(1, 0, 1, 2)
+    (out,) = _tvm_run(GridSample(), x, grid)
+    assert out.shape == (1, 3, 0, 1)
+
+
+class FloorDiv(torch.nn.Module):
+    def forward(self, x):
+        return (x // 2, torch.div(x, 3, rounding_mode="trunc"))
+
+
+def test_float_floor_and_trunc_division():
+    x = torch.arange(-8, 8, dtype=torch.float32) * 1.5
+    out = _tvm_run(FloorDiv(), x)
+    for o, r in zip(out, FloorDiv()(x)):
+        np.testing.assert_array_equal(o, r.numpy())
+
+
+def test_stock_importer_fails_on_float_floor_division():
+    """Documents the bug the converter fixes (if TVM fixes it, drop our converter)."""
+    with pytest.raises(Exception, match="same datatype"):
+        _tvm_run(FloorDiv(), torch.arange(4, dtype=torch.float32), custom=False)
+
+
+class CatMixed(torch.nn.Module):
+    def forward(self, labels, x):
+        pad = -torch.ones(labels.shape[0], 1)          # float, as in SAM's prompt encoder
+        empty = torch.zeros(0, x.shape[1])             # empty sequence, as in SAM 3's prompt concat
+        return (torch.cat([labels, pad], dim=1), torch.cat([x, empty], dim=0))
+
+
+def test_cat_promotes_dtypes_and_drops_empty_inputs():
+    labels = torch.tensor([[1, 0, 1]], dtype=torch.int32)
+    x = torch.randn(4, 3)
+    out = _tvm_run(CatMixed(), labels, x)
+    for o, r in zip(out, CatMixed()(labels, x)):
+        assert o.dtype == r.numpy().dtype
+        np.testing.assert_array_equal(o, r.numpy())
+
+
+class SelectLast(torch.nn.Module):
+    def forward(self, x):
+        return (x[-1], x[:, -2])
+
+
+def test_select_negative_index():
+    x = torch.randn(6, 5, 4)
+    out = _tvm_run(SelectLast(), x)
+    for o, r in zip(out, SelectLast()(x)):
+        np.testing.assert_array_equal(o, r.numpy())
