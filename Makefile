@@ -1,0 +1,59 @@
+# SAM 3 on Apache TVM. `make demo` and `make test` do all set-up themselves.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BUNDLES := bundles
+OUT := out
+CHECKPOINT ?=
+PYTEST_ARGS ?=
+
+.PHONY: all setup demo test verify-full inspect clean help
+
+all: test
+
+help:
+	@echo "make demo         build the tiny bundle (or full with CHECKPOINT=path/sam3.pt) and segment a sample image"
+	@echo "make test         set up and run the test suite"
+	@echo "make verify-full  compile and verify the full-size model (random weights; long)"
+	@echo "make inspect      op inventory / hard spots of the exported components"
+
+# Python venv with exact pins (requirements.lock: every package, installed without
+# resolution so nothing unpinned, and no Triton, sneaks in).
+$(STAMP): compiler/requirements.lock compiler/pyproject.toml scripts/find-python.sh
+	bash scripts/apt-deps.sh
+	test -x $(PY) || "$$(bash scripts/find-python.sh)" -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip==26.3"
+	$(PY) -m pip install -q --no-deps -r compiler/requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e compiler
+	touch $@
+
+setup: $(STAMP)
+
+$(BUNDLES)/tiny/manifest.json: $(STAMP)
+	$(VENV)/bin/sam3-tvm compile --config tiny --out $(BUNDLES)/tiny
+
+demo: $(STAMP)
+ifeq ($(CHECKPOINT),)
+	$(MAKE) $(BUNDLES)/tiny/manifest.json
+	$(VENV)/bin/sam3-tvm run --bundle $(BUNDLES)/tiny --image assets/sample.png --text "a red square" --threshold 0.0 --out $(OUT)/demo
+else
+	$(VENV)/bin/sam3-tvm compile --config full --checkpoint "$(CHECKPOINT)" --out $(BUNDLES)/full-checkpoint
+	$(VENV)/bin/sam3-tvm run --bundle $(BUNDLES)/full-checkpoint --image assets/sample.png --text "a red square" --out $(OUT)/demo
+endif
+
+test: $(STAMP)
+	$(PY) -m pytest tests/python $(PYTEST_ARGS)
+
+inspect: $(STAMP)
+	$(VENV)/bin/sam3-tvm inspect --config tiny
+
+# Full-size compile + parity (random weights). Peak memory via GNU time.
+verify-full: $(STAMP)
+	mkdir -p $(OUT)/verify-full
+	/usr/bin/time -v -o $(OUT)/verify-full/compile.time $(VENV)/bin/sam3-tvm compile --config full --out $(BUNDLES)/full
+	/usr/bin/time -v -o $(OUT)/verify-full/verify.time $(VENV)/bin/sam3-tvm verify --bundle $(BUNDLES)/full --json $(OUT)/verify-full/parity.json
+	@grep -E "Elapsed|Maximum resident" $(OUT)/verify-full/*.time
+
+clean:
+	rm -rf $(BUNDLES) $(OUT)
