@@ -24,7 +24,13 @@ def build_pipeline(dynamic: bool = False):
     return tvm.transform.Sequential(passes)
 
 
-def optimize(mod: tvm.IRModule, target) -> tvm.IRModule:
-    """Graph-level optimisation before build: legalise, fold constants, fuse."""
+def optimize(mod: tvm.IRModule, target, schedule: bool = True) -> tvm.IRModule:
+    """Graph-level optimisation before build: legalise, fold constants, fuse;
+    then the default CPU schedules (`schedule.py`) for every kernel."""
+    from .schedule import default_cpu_schedule
+
     with target:
-        return relax.get_pipeline("zero")(mod)
+        mod = relax.get_pipeline("zero")(mod)
+        if schedule and target.kind.name == "llvm":
+            mod = default_cpu_schedule()(mod)
+    return mod

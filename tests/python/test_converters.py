@@ -87,3 +87,11 @@ def test_select_negative_index():
     out = _tvm_run(SelectLast(), x)
     for o, r in zip(out, SelectLast()(x)):
         np.testing.assert_array_equal(o, r.numpy())
+
+
+def test_stock_grid_sample_has_the_layout_bug():
+    """Documents the bug our converter fixes: stock output shape is wrong."""
+    x = torch.randn(1, 3, 6, 7)
+    grid = torch.rand(1, 5, 1, 2) * 2 - 1
+    (out,) = _tvm_run(GridSample(), x, grid, custom=False)
+    assert out.shape != (1, 3, 5, 1)
