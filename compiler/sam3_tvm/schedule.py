@@ -57,25 +57,8 @@ def _schedule_injective_block(sch, block, lanes):
         sch.parallel(fused)
 
 
-class Injective(CPUScheduleRule):
-    def apply(self, func, target, _tunable):
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
-            return None
-        try:
-            sch = s_tir.Schedule(func)
-            infos = normalize_prim_func(sch)
-            if not infos or not all(b.is_injective() for b in infos):
-                return None
-            lanes = _lanes(target)
-            for b in infos:
-                _schedule_injective_block(sch, b.block_rv, lanes)
-            return sch
-        except Exception:  # noqa: BLE001 - a refused primitive means "rule does not apply"
-            return None
-
-
-class Contraction(CPUScheduleRule):
-    """matmul / batch-matmul / conv: S...S R...R main block, injective others."""
+class _Rule(CPUScheduleRule):
+    """A CPU rule whose schedule primitives may refuse: that means "does not apply"."""
 
     def apply(self, func, target, _tunable):
         if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
@@ -84,6 +67,25 @@ class Contraction(CPUScheduleRule):
             return self._apply(func, target)
         except Exception:  # noqa: BLE001
             return None
+
+    def _apply(self, func, target):
+        raise NotImplementedError
+
+
+class Injective(_Rule):
+    def _apply(self, func, target):
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if not infos or not all(b.is_injective() for b in infos):
+            return None
+        lanes = _lanes(target)
+        for b in infos:
+            _schedule_injective_block(sch, b.block_rv, lanes)
+        return sch
+
+
+class Contraction(_Rule):
+    """matmul / batch-matmul / conv: S...S R...R main block, injective others."""
 
     def _apply(self, func, target):
         sch = s_tir.Schedule(func)
@@ -146,42 +148,34 @@ class Contraction(CPUScheduleRule):
         return sch
 
 
-class ParallelFallback(CPUScheduleRule):
+class ParallelFallback(_Rule):
     """Parallelise the leading spatial loops of every block (any other kernel)."""
 
-    def apply(self, func, target, _tunable):
-        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+    def _apply(self, func, target):
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if not infos:
             return None
-        try:
-            sch = s_tir.Schedule(func)
-            infos = normalize_prim_func(sch)
-            if not infos:
-                return None
-            done = False
-            for b in infos:
-                kind = b.dom_kind()
-                ns = len(kind) - len(kind.lstrip("S"))
-                if ns == 0:
-                    continue
-                loops = sch.get_loops(b.block_rv)[:ns]
-                sch.parallel(sch.fuse(*loops) if len(loops) > 1 else loops[0])
-                done = True
-            return sch if done else None
-        except Exception:  # noqa: BLE001
-            return None
+        done = False
+        for b in infos:
+            kind = b.dom_kind()
+            ns = len(kind) - len(kind.lstrip("S"))
+            if ns == 0:
+                continue
+            loops = sch.get_loops(b.block_rv)[:ns]
+            sch.parallel(sch.fuse(*loops) if len(loops) > 1 else loops[0])
+            done = True
+        return sch if done else None
 
 
-class _Guarded(CPUScheduleRule):
-    """Run a TVM rule; a schedule primitive refusing means "does not apply"."""
+class _Guarded(_Rule):
+    """TVM's own rule, with refusals turned into "does not apply"."""
 
     def __init__(self, rule):
         self.rule = rule
 
-    def apply(self, func, target, tunable):
-        try:
-            return self.rule.apply(func, target, tunable)
-        except Exception:  # noqa: BLE001
-            return None
+    def _apply(self, func, target):
+        return self.rule.apply(func, target, False)
 
 
 def default_cpu_schedule():
