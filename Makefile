@@ -8,7 +8,11 @@ OUT := out
 CHECKPOINT ?=
 PYTEST_ARGS ?=
 
-.PHONY: all setup demo test verify-full inspect clean help
+BUILD := build
+CLI := $(BUILD)/sam3
+JOBS ?= $(shell nproc)
+
+.PHONY: all setup cpp demo test verify-full inspect clean help
 
 all: test
 
@@ -30,20 +34,29 @@ $(STAMP): compiler/requirements.lock compiler/pyproject.toml scripts/find-python
 
 setup: $(STAMP)
 
+# C++ runtime, CLI and GoogleTest suite (incremental; links the TVM runtime of the venv's wheel)
+cpp: $(STAMP)
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSAM3_WITH_TVM=ON -DSAM3_BUILD_TESTS=ON -DSAM3_PYTHON=$(abspath $(PY)) > $(BUILD).log
+	cmake --build $(BUILD) -j $(JOBS)
+
 $(BUNDLES)/tiny/manifest.json: $(STAMP)
 	$(VENV)/bin/sam3-tvm compile --config tiny --out $(BUNDLES)/tiny
 
-demo: $(STAMP)
+demo: cpp
 ifeq ($(CHECKPOINT),)
 	$(MAKE) $(BUNDLES)/tiny/manifest.json
-	$(VENV)/bin/sam3-tvm run --bundle $(BUNDLES)/tiny --image assets/sample.png --text "a red square" --threshold 0.0 --out $(OUT)/demo
+	$(CLI) segment --bundle $(BUNDLES)/tiny --image assets/sample.png --text "a red square" --threshold 0.0 --out $(OUT)/demo/text --verbose
+	$(CLI) segment --bundle $(BUNDLES)/tiny --image assets/sample.png --point 160,200 --out $(OUT)/demo/point --verbose
+	@echo "random tiny weights: the masks are not meaningful; see $(OUT)/demo/*/overlay.png"
 else
 	$(VENV)/bin/sam3-tvm compile --config full --checkpoint "$(CHECKPOINT)" --out $(BUNDLES)/full-checkpoint
-	$(VENV)/bin/sam3-tvm run --bundle $(BUNDLES)/full-checkpoint --image assets/sample.png --text "a red square" --out $(OUT)/demo
+	$(CLI) segment --bundle $(BUNDLES)/full-checkpoint --image assets/sample.png --text "a red square" --out $(OUT)/demo/text --verbose
+	$(CLI) segment --bundle $(BUNDLES)/full-checkpoint --image assets/sample.png --point 160,200 --out $(OUT)/demo/point --verbose
 endif
 
-test: $(STAMP)
-	$(PY) -m pytest tests/python $(PYTEST_ARGS)
+test: cpp
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	SAM3_CLI=$(abspath $(CLI)) $(PY) -m pytest tests/python $(PYTEST_ARGS)
 
 inspect: $(STAMP)
 	$(VENV)/bin/sam3-tvm inspect --config tiny
@@ -56,4 +69,4 @@ verify-full: $(STAMP)
 	@grep -E "Elapsed|Maximum resident" $(OUT)/verify-full/*.time
 
 clean:
-	rm -rf $(BUNDLES) $(OUT)
+	rm -rf $(BUNDLES) $(OUT) $(BUILD) $(BUILD).log

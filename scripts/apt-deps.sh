@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian packages the build needs, only when something is missing.
+# Install the Debian packages the build needs, only those not yet installed.
 set -eu
+pkgs=(g++ cmake make pkg-config python3-venv
+      libpng-dev libjpeg-dev zlib1g-dev libutf8proc-dev nlohmann-json3-dev libcli11-dev libgtest-dev)
 need=()
-command -v g++ >/dev/null || need+=(g++)
-command -v cmake >/dev/null || need+=(cmake)
-command -v make >/dev/null || need+=(make)
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

@@ -66,7 +66,7 @@ def compile_component(name: str, model, cfg, target, out_dir: str):
     spec = lambda s: {"name": s.name, "shape": list(s.shape), "dtype": s.dtype}  # noqa: E731
     entry = {"library": lib, "function": "main",
              "inputs": [spec(s) for s in ins], "outputs": [spec(s) for s in outs],
-             "params": names}
+             "params": names, "param_shapes": [[int(d) for d in p.shape] for p in params]}
     if dynamic:
         entry["dims"] = {"num_points": {"min": 1, "max": C.MAX_POINTS}}
     return entry, dict(zip(names, (p.numpy() for p in params)))

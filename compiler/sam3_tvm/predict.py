@@ -123,7 +123,11 @@ def segment_concept(bundle, feats, img_hw, text, boxes, threshold: float):
 
 
 def segment_points(bundle, feats, img_hw, points, box=None, multimask: bool = True):
-    """Points (and optionally one box) -> the best mask (as the SAM-1 task predictor)."""
+    """Points (and optionally one box) -> the best mask (as the SAM-1 task predictor).
+
+    Single-mask mode here takes decoder output 0 as is; the official decoder's
+    stability fallback (`dynamic_multimask_via_stability`) is implemented in the
+    C++ runtime (`select_mask_candidates`), not in this Python mirror."""
     h, w = img_hw
     size = bundle.manifest["config"]["image_size"]
     coords, labels = [], []
@@ -146,7 +150,13 @@ def segment_points(bundle, feats, img_hw, points, box=None, multimask: bool = Tr
     else:
         masks, iou = masks[:, :1], iou[:, :1]
     best = int(np.argmax(iou[0]))
-    full = _resize_logits(masks[0, best:best + 1], h, w)[0] > 0.0
+    # the official post-processing: fill small background holes, upscale, threshold at 0
+    import torch
+    from sam3.model.utils.sam1_utils import SAM2Transforms
+
+    post = SAM2Transforms(resolution=size, mask_threshold=0.0, max_hole_area=256.0)
+    low = torch.from_numpy(np.ascontiguousarray(masks[:, best:best + 1]))
+    full = post.postprocess_masks(low, (h, w))[0, 0].numpy() > 0.0
     return [{"score": float(iou[0, best]), "mask": full, "object_score": float(obj[0, 0])}]
 
 

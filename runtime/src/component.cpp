@@ -1,0 +1,124 @@
+#include "component.h"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "sam3/error.h"
+
+namespace sam3::detail {
+namespace {
+
+struct AlignedAlloc {  // 64-byte aligned host memory, as TVM's own CPU allocator uses
+  void AllocData(DLTensor* t) {
+    size_t bytes = ffi::GetDataSize(*t);
+    t->data = std::aligned_alloc(64, ((bytes + 63) / 64) * 64 + 64);
+    if (!t->data) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");
+  }
+  void FreeData(DLTensor* t) { std::free(t->data); }
+};
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+}  // namespace
+
+DLDataType dtype_of(const std::string& name) {
+  if (name == "float32") return DLDataType{kDLFloat, 32, 1};
+  if (name == "int64") return DLDataType{kDLInt, 64, 1};
+  if (name == "int32") return DLDataType{kDLInt, 32, 1};
+  if (name == "bool") return DLDataType{kDLBool, 8, 1};
+  throw Error("unsupported dtype in manifest: " + name);
+}
+
+ffi::Tensor empty_tensor(const std::vector<int64_t>& shape, DLDataType dtype) {
+  return ffi::Tensor::FromNDAlloc(AlignedAlloc(), ffi::Shape(shape.begin(), shape.end()), dtype,
+                                  DLDevice{kDLCPU, 0});
+}
+
+ffi::Tensor tensor_from(const std::vector<int64_t>& shape, DLDataType dtype, const void* data) {
+  ffi::Tensor t = empty_tensor(shape, dtype);
+  std::memcpy(t.data_ptr(), data, ffi::GetDataSize(*t.GetDLTensorPtr()));
+  return t;
+}
+
+size_t numel(const ffi::Tensor& t) {
+  size_t n = 1;
+  for (int64_t d : t.shape()) n *= static_cast<size_t>(d);
+  return n;
+}
+
+void ensure_tvm_runtime() {
+  // The library is linked with --no-as-needed; this only verifies it is there,
+  // so a broken install fails with a message instead of a crash on first call.
+  static const bool ok = ffi::Function::GetGlobal("vm.builtin.alloc_storage").has_value();
+  if (!ok) throw Error("the TVM runtime (libtvm_runtime.so) is not loaded into this process");
+}
+
+Component::Component(const Manifest& manifest, const ComponentSpec& spec, const SafeTensors& weights)
+    : spec_(spec) {
+  ensure_tvm_runtime();
+  const std::string path = manifest.path(spec.library);
+  try {
+    lib_ = ffi::Module::LoadFromFile(path);
+    vm_ = (*lib_)->GetFunction("vm_load_executable").value()().cast<ffi::Module>();
+    // (device type, device id, allocator kind 2 = pooled), as the Python VM does for CPU
+    (*vm_)->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, 2);
+    main_ = (*vm_)->GetFunction(spec.function).value();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error("cannot load " + path + " (component " + spec.name + "): " + e.what());
+  }
+  params_.reserve(spec.params.size());
+  for (size_t i = 0; i < spec.params.size(); ++i) {
+    const std::string& name = spec.params[i];
+    const TensorView& v = weights.get(name);
+    if (v.dtype != "F32") throw Error("weight " + name + " has dtype " + v.dtype + ", expected F32");
+    if (v.shape != spec.param_shapes[i])
+      throw Error("weight " + name + " has shape " + shape_str(v.shape) + " but " + spec.library +
+                  " was compiled for " + shape_str(spec.param_shapes[i]));
+    params_.push_back(tensor_from(v.shape, DLDataType{kDLFloat, 32, 1}, v.data));
+  }
+}
+
+std::vector<ffi::Tensor> Component::run(const std::vector<ffi::Tensor>& inputs) const {
+  if (inputs.size() != spec_.inputs.size())
+    throw Error(spec_.name + " takes " + std::to_string(spec_.inputs.size()) + " inputs, got " +
+                std::to_string(inputs.size()));
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const TensorSpec& s = spec_.inputs[i];
+    DLDataType want = dtype_of(s.dtype), got = inputs[i].dtype();
+    std::vector<int64_t> shape(inputs[i].shape().begin(), inputs[i].shape().end());
+    bool ok = got.code == want.code && got.bits == want.bits && shape.size() == s.shape.size();
+    for (size_t d = 0; ok && d < shape.size(); ++d) {
+      if (s.shape[d] >= 0) {
+        ok = shape[d] == s.shape[d];
+      } else {
+        auto r = spec_.dims.at(s.dim_name);
+        ok = shape[d] >= r.first && shape[d] <= r.second;
+      }
+    }
+    if (!ok)
+      throw Error(spec_.name + "." + s.name + ": got " + shape_str(shape) + ", expected " +
+                  shape_str(s.shape) + " " + s.dtype);
+  }
+  std::vector<ffi::AnyView> args;
+  args.reserve(inputs.size() + params_.size());
+  for (const auto& t : inputs) args.emplace_back(t);
+  for (const auto& t : params_) args.emplace_back(t);
+  ffi::Any rv;
+  try {
+    main_->CallPacked(args.data(), static_cast<int32_t>(args.size()), &rv);
+  } catch (const std::exception& e) {
+    throw Error(spec_.name + " failed: " + e.what());
+  }
+  auto outs = rv.cast<ffi::Array<ffi::Tensor>>();
+  return std::vector<ffi::Tensor>(outs.begin(), outs.end());
+}
+
+}  // namespace sam3::detail

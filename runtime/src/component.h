@@ -1,0 +1,42 @@
+// One compiled component of a bundle, run through the TVM Relax VM (tvm-ffi).
+// Internal header: the public API (sam3/sam3.h) hides TVM types.
+#pragma once
+
+#include <tvm/ffi/container/tensor.h>
+#include <tvm/ffi/extra/module.h>
+#include <tvm/ffi/function.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sam3/manifest.h"
+#include "sam3/safetensors.h"
+
+namespace sam3::detail {
+
+namespace ffi = tvm::ffi;
+
+DLDataType dtype_of(const std::string& name);  // float32 int64 int32 bool
+ffi::Tensor empty_tensor(const std::vector<int64_t>& shape, DLDataType dtype);
+ffi::Tensor tensor_from(const std::vector<int64_t>& shape, DLDataType dtype, const void* data);
+size_t numel(const ffi::Tensor& t);
+
+// Makes libtvm_runtime's symbols available before any bundle library is loaded.
+void ensure_tvm_runtime();
+
+class Component {
+ public:
+  Component(const Manifest& manifest, const ComponentSpec& spec, const SafeTensors& weights);
+  // Checks inputs against the manifest (count, dtype, shape, symbolic ranges) and runs.
+  std::vector<ffi::Tensor> run(const std::vector<ffi::Tensor>& inputs) const;
+  const ComponentSpec& spec() const { return spec_; }
+
+ private:
+  ComponentSpec spec_;
+  std::optional<ffi::Module> lib_, vm_;  // lib_ must outlive vm_ and main_
+  std::optional<ffi::Function> main_;
+  std::vector<ffi::Tensor> params_;
+};
+
+}  // namespace sam3::detail

@@ -1,0 +1,215 @@
+#include <chrono>
+#include <cmath>
+#include <memory>
+
+#include "component.h"
+#include "sam3/postprocess.h"
+#include "sam3/rle.h"
+#include "sam3/safetensors.h"
+#include "sam3/sam3.h"
+#include "sam3/tokenizer.h"
+
+namespace sam3 {
+
+using detail::Component;
+using detail::ffi::Tensor;
+
+struct ImageState::Impl {
+  std::vector<Tensor> feats;  // fpn0 fpn1 fpn2 trk_hr0 trk_hr1 trk_embed
+};
+
+struct Model::Impl {
+  Manifest manifest;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::map<std::string, std::unique_ptr<Component>> components;
+  std::map<std::string, double> timings;
+
+  const Component& get(const std::string& name) const {
+    auto it = components.find(name);
+    if (it == components.end()) throw Error("bundle has no component " + name);
+    return *it->second;
+  }
+};
+
+namespace {
+
+class Timer {
+ public:
+  Timer(std::map<std::string, double>& out, std::string name) : out_(out), name_(std::move(name)) {}
+  ~Timer() {
+    out_[name_] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+
+ private:
+  std::map<std::string, double>& out_;
+  std::string name_;
+  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+};
+
+void check_box(const Box& b, int w, int h) {
+  if (!(b.x0 >= 0 && b.y0 >= 0 && b.x1 <= w && b.y1 <= h && b.x0 < b.x1 && b.y0 < b.y1))
+    throw Error("box (" + std::to_string(b.x0) + "," + std::to_string(b.y0) + "," +
+                std::to_string(b.x1) + "," + std::to_string(b.y1) + ") is empty or outside the " +
+                std::to_string(w) + "x" + std::to_string(h) + " image");
+}
+
+void check_point(const Point& p, int w, int h) {
+  if (!(p.x >= 0 && p.y >= 0 && p.x <= w && p.y <= h))
+    throw Error("point (" + std::to_string(p.x) + "," + std::to_string(p.y) +
+                ") is outside the " + std::to_string(w) + "x" + std::to_string(h) + " image");
+}
+
+const float* fdata(const Tensor& t) { return static_cast<const float*>(t.data_ptr()); }
+
+}  // namespace
+
+Model::Model(const std::string& bundle_dir) : impl_(std::make_unique<Impl>()) {
+  impl_->manifest = load_manifest(bundle_dir);
+  const Manifest& m = impl_->manifest;
+  impl_->tokenizer = std::make_unique<Tokenizer>(m.path(m.vocab_file));
+  SafeTensors weights(m.path(m.weights_file));
+  for (const auto& [name, spec] : m.components)
+    impl_->components[name] = std::make_unique<Component>(m, spec, weights);
+}
+
+Model::~Model() = default;
+
+const Manifest& Model::manifest() const { return impl_->manifest; }
+const std::map<std::string, double>& Model::timings() const { return impl_->timings; }
+
+ImageState Model::encode(const Image& image) {
+  const int S = impl_->manifest.image_size;
+  std::vector<float> pixels;
+  {
+    Timer t(impl_->timings, "preprocess");
+    pixels = preprocess(image, S);
+  }
+  ImageState state;
+  state.width_ = image.width;
+  state.height_ = image.height;
+  state.impl_ = std::make_shared<ImageState::Impl>();
+  Timer t(impl_->timings, "image_encoder");
+  Tensor in = detail::tensor_from({1, 3, S, S}, DLDataType{kDLFloat, 32, 1}, pixels.data());
+  state.impl_->feats = impl_->get("image_encoder").run({in});
+  return state;
+}
+
+std::vector<Instance> Model::segment(const ImageState& image, const ConceptPrompt& prompt) {
+  const Manifest& m = impl_->manifest;
+  if (!image.impl_) throw Error("segment: the image was not encoded");
+  const int W = image.width(), H = image.height();
+  bool blank = prompt.text.find_first_not_of(" \t\r\n") == std::string::npos;
+  if (blank && prompt.boxes.empty()) throw Error("empty prompt: give text and/or exemplar boxes");
+  if (static_cast<int>(prompt.boxes.size()) > m.max_boxes)
+    throw Error("at most " + std::to_string(m.max_boxes) + " exemplar boxes are supported, got " +
+                std::to_string(prompt.boxes.size()));
+  for (const Box& b : prompt.boxes) check_box(b, W, H);
+
+  std::vector<int64_t> ids;
+  {
+    Timer t(impl_->timings, "tokenize");
+    // a box-only prompt uses the text "visual", as Sam3Processor.add_geometric_prompt does
+    ids = impl_->tokenizer->encode(blank ? std::string("visual") : prompt.text, m.context_length);
+  }
+  std::vector<Tensor> text;
+  {
+    Timer t(impl_->timings, "text_encoder");
+    text = impl_->get("text_encoder").run(
+        {detail::tensor_from({1, m.context_length}, DLDataType{kDLInt, 64, 1}, ids.data())});
+  }
+  const int nb = m.max_boxes;
+  std::vector<float> boxes(nb * 4, 0.f);
+  std::vector<int64_t> labels(nb, 0);
+  std::vector<uint8_t> pad(nb, 1);
+  for (size_t i = 0; i < prompt.boxes.size(); ++i) {
+    const Box& b = prompt.boxes[i];
+    boxes[i * 4 + 0] = (b.x0 + b.x1) / 2 / W;
+    boxes[i * 4 + 1] = (b.y0 + b.y1) / 2 / H;
+    boxes[i * 4 + 2] = (b.x1 - b.x0) / W;
+    boxes[i * 4 + 3] = (b.y1 - b.y0) / H;
+    labels[i] = b.positive ? 1 : 0;
+    pad[i] = 0;
+  }
+  const auto& f = image.impl_->feats;
+  std::vector<Tensor> out;
+  {
+    Timer t(impl_->timings, "grounding_head");
+    out = impl_->get("grounding_head")
+              .run({f[0], f[1], f[2], text[0], text[1],
+                    detail::tensor_from({nb, 1, 4}, DLDataType{kDLFloat, 32, 1}, boxes.data()),
+                    detail::tensor_from({nb, 1}, DLDataType{kDLInt, 64, 1}, labels.data()),
+                    detail::tensor_from({1, nb}, DLDataType{kDLBool, 8, 1}, pad.data())});
+  }
+  Timer t(impl_->timings, "postprocess");
+  auto dets = select_detections(fdata(out[0]), fdata(out[1]), fdata(out[2])[0], fdata(out[3]),
+                                m.num_queries, m.mask_size, H, W, prompt.threshold);
+  std::vector<Instance> result;
+  for (auto& d : dets) {
+    Instance inst;
+    inst.score = d.score;
+    inst.box = d.box_xyxy;
+    inst.width = W;
+    inst.height = H;
+    inst.mask = std::move(d.mask);
+    result.push_back(std::move(inst));
+  }
+  return result;
+}
+
+std::vector<Instance> Model::segment_interactive(const ImageState& image,
+                                                const InteractivePrompt& prompt) {
+  const Manifest& m = impl_->manifest;
+  if (!image.impl_) throw Error("segment_interactive: the image was not encoded");
+  const int W = image.width(), H = image.height(), M = m.mask_size;
+  const float sx = static_cast<float>(m.image_size) / W, sy = static_cast<float>(m.image_size) / H;
+  // as SAM3InteractiveImagePredictor._predict: box corners first (labels 2, 3), then clicks
+  std::vector<float> coords;
+  std::vector<int32_t> labels;
+  if (prompt.box) {
+    check_box(*prompt.box, W, H);
+    coords.insert(coords.end(), {prompt.box->x0 * sx, prompt.box->y0 * sy, prompt.box->x1 * sx,
+                                 prompt.box->y1 * sy});
+    labels.insert(labels.end(), {2, 3});
+  }
+  for (const Point& p : prompt.points) {
+    check_point(p, W, H);
+    coords.insert(coords.end(), {p.x * sx, p.y * sy});
+    labels.push_back(p.positive ? 1 : 0);
+  }
+  const int n = static_cast<int>(labels.size());
+  if (n == 0 || n > m.max_points)
+    throw Error("interactive prompts need 1.." + std::to_string(m.max_points) +
+                " points (a box counts as 2), got " + std::to_string(n));
+  std::vector<float> mask_in(static_cast<size_t>(M) * M, 0.f);
+  float has_mask = 0.f;
+  if (!prompt.mask_input.empty()) {
+    if (prompt.mask_input.size() != mask_in.size())
+      throw Error("mask_input must have " + std::to_string(M) + "x" + std::to_string(M) + " values");
+    mask_in = prompt.mask_input;
+    has_mask = 1.f;
+  }
+  const auto& f = image.impl_->feats;
+  std::vector<Tensor> out;
+  {
+    Timer t(impl_->timings, "interactive_decoder");
+    out = impl_->get("interactive_decoder")
+              .run({f[5], f[3], f[4],
+                    detail::tensor_from({1, n, 2}, DLDataType{kDLFloat, 32, 1}, coords.data()),
+                    detail::tensor_from({1, n}, DLDataType{kDLInt, 32, 1}, labels.data()),
+                    detail::tensor_from({1, 1, M, M}, DLDataType{kDLFloat, 32, 1}, mask_in.data()),
+                    detail::tensor_from({1}, DLDataType{kDLFloat, 32, 1}, &has_mask)});
+  }
+  Timer t(impl_->timings, "postprocess");
+  InteractiveResult r = best_interactive_mask(fdata(out[0]), fdata(out[1]), M, H, W,
+                                              prompt.multimask, true, prompt.max_hole_area);
+  Instance inst;
+  inst.score = r.iou;
+  inst.width = W;
+  inst.height = H;
+  inst.mask = std::move(r.mask);
+  inst.box = mask_bbox_xyxy(inst.mask.data(), H, W);
+  inst.low_res_logits = std::move(r.low_res_logits);
+  return {std::move(inst)};
+}
+
+}  // namespace sam3

@@ -1,0 +1,144 @@
+// Bundle and manifest errors: each bad bundle is refused with a message naming the problem.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "sam3/error.h"
+#include "sam3/manifest.h"
+#include "sam3/safetensors.h"
+
+namespace {
+
+std::string temp_dir() {
+  char tmpl[] = "/tmp/sam3_manifest_XXXXXX";
+  return mkdtemp(tmpl);
+}
+
+void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+const char* kManifest = R"json({
+  "schema_version": 1,
+  "compiler": {"sam3_tvm": "0.1.0", "tvm": "0.27.0.post1"},
+  "config": {"name": "tiny", "image_size": 336, "patch_size": 14, "d_model": 32, "num_queries": 20,
+             "mask_size": 96, "context_length": 32, "max_boxes": 4, "max_points": 16},
+  "weights_source": "random(seed=0)",
+  "preprocess": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+  "tokenizer": {"vocab": "vocab.txt.gz"},
+  "weights": "weights.safetensors",
+  "components": {"text_encoder": {"library": "text_encoder.so", "function": "main",
+    "inputs": [{"name": "token_ids", "shape": [1, 32], "dtype": "int64"}],
+    "outputs": [{"name": "text_mask", "shape": [1, 32], "dtype": "bool"}],
+    "params": ["w"], "param_shapes": [[2, 3]]},
+   "interactive_decoder": {"library": "text_encoder.so", "function": "main",
+    "inputs": [{"name": "point_coords", "shape": [1, "num_points", 2], "dtype": "float32"}],
+    "outputs": [], "params": [], "param_shapes": [],
+    "dims": {"num_points": {"min": 1, "max": 16}}}}
+})json";
+
+std::string make_bundle(const std::string& manifest = kManifest) {
+  std::string d = temp_dir();
+  write(d + "/manifest.json", manifest);
+  write(d + "/text_encoder.so", "x");
+  write(d + "/vocab.txt.gz", "x");
+  write(d + "/weights.safetensors", "x");
+  return d;
+}
+
+std::string error_of(const std::string& dir) {
+  try {
+    sam3::load_manifest(dir);
+  } catch (const sam3::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string replace(std::string s, const std::string& from, const std::string& to) {
+  s.replace(s.find(from), from.size(), to);
+  return s;
+}
+
+}  // namespace
+
+TEST(Manifest, ParsesAValidBundle) {
+  sam3::Manifest m = sam3::load_manifest(make_bundle());
+  EXPECT_EQ(m.config_name, "tiny");
+  EXPECT_EQ(m.image_size, 336);
+  EXPECT_EQ(m.component("text_encoder").params.at(0), "w");
+  const auto& pts = m.component("interactive_decoder").inputs.at(0);
+  EXPECT_EQ(pts.shape[1], -1);
+  EXPECT_EQ(pts.dim_name, "num_points");
+  EXPECT_EQ(m.component("interactive_decoder").dims.at("num_points").second, 16);
+  EXPECT_THROW(m.component("nope"), sam3::Error);
+}
+
+TEST(Manifest, MissingDirectory) {
+  EXPECT_NE(error_of("/nonexistent/bundle").find("bundle directory not found"), std::string::npos);
+}
+
+TEST(Manifest, MissingManifest) {
+  std::string d = temp_dir();
+  EXPECT_NE(error_of(d).find("manifest.json is missing"), std::string::npos);
+}
+
+TEST(Manifest, BadJson) {
+  EXPECT_NE(error_of(make_bundle("{not json")).find("cannot read"), std::string::npos);
+}
+
+TEST(Manifest, OtherSchemaVersion) {
+  auto d = make_bundle(replace(kManifest, "\"schema_version\": 1", "\"schema_version\": 7"));
+  EXPECT_NE(error_of(d).find("schema version 7 is not supported"), std::string::npos);
+}
+
+TEST(Manifest, MissingField) {
+  auto d = make_bundle(replace(kManifest, "\"weights\": \"weights.safetensors\",", ""));
+  EXPECT_NE(error_of(d).find("malformed"), std::string::npos);
+}
+
+TEST(Manifest, MissingLibrary) {
+  auto d = make_bundle();
+  std::remove((d + "/text_encoder.so").c_str());
+  EXPECT_NE(error_of(d).find("bundle file missing: " + d + "/text_encoder.so"), std::string::npos);
+}
+
+TEST(Manifest, MissingWeights) {
+  auto d = make_bundle();
+  std::remove((d + "/weights.safetensors").c_str());
+  EXPECT_NE(error_of(d).find("weights.safetensors"), std::string::npos);
+}
+
+TEST(SafeTensors, ReadsTensorsAndRejectsCorruptFiles) {
+  std::string d = temp_dir();
+  std::string header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  uint64_t n = header.size();
+  float values[2] = {1.5f, -2.0f};
+  {
+    std::ofstream f(d + "/ok.safetensors", std::ios::binary);
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f << header;
+    f.write(reinterpret_cast<const char*>(values), 8);
+  }
+  sam3::SafeTensors st(d + "/ok.safetensors");
+  const auto& a = st.get("a");
+  ASSERT_EQ(a.shape, std::vector<int64_t>{2});
+  float got[2];
+  std::memcpy(got, a.data, 8);
+  EXPECT_EQ(got[1], -2.0f);
+  EXPECT_THROW(st.get("b"), sam3::Error);
+
+  write(d + "/short.safetensors", "abc");
+  EXPECT_THROW(sam3::SafeTensors(d + "/short.safetensors"), sam3::Error);
+  {  // header claims more data than the file holds
+    std::ofstream f(d + "/trunc.safetensors", std::ios::binary);
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f << header;
+  }
+  EXPECT_THROW(sam3::SafeTensors(d + "/trunc.safetensors"), sam3::Error);
+  EXPECT_THROW(sam3::SafeTensors(d + "/missing.safetensors"), sam3::Error);
+}

@@ -1,0 +1,74 @@
+#include "outputs.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "sam3/rle.h"
+
+namespace sam3::cli {
+namespace {
+
+void make_dirs(const std::string& dir) {
+  std::string part;
+  for (size_t i = 0; i <= dir.size(); ++i) {
+    if (i == dir.size() || dir[i] == '/') {
+      if (!part.empty() && mkdir(part.c_str(), 0755) != 0 && errno != EEXIST)
+        throw Error("cannot create output directory " + part + ": " + std::strerror(errno));
+    }
+    if (i < dir.size()) part += dir[i];
+  }
+}
+
+// A fixed palette, so the same instance index gets the same colour in every run.
+const unsigned char kPalette[8][3] = {{230, 25, 75}, {60, 180, 75},  {255, 225, 25}, {0, 130, 200},
+                                      {245, 130, 48}, {145, 30, 180}, {70, 240, 240}, {240, 50, 230}};
+
+}  // namespace
+
+std::string write_outputs(const std::string& out_dir, const Image& image,
+                          const std::vector<Instance>& instances, const nlohmann::json& prompt) {
+  make_dirs(out_dir);
+  std::vector<float> overlay(image.rgb.begin(), image.rgb.end());
+  nlohmann::json list = nlohmann::json::array();
+  for (size_t i = 0; i < instances.size(); ++i) {
+    const Instance& inst = instances[i];
+    char name[32];
+    std::snprintf(name, sizeof(name), "mask_%03zu.png", i);
+    std::vector<uint8_t> png(inst.mask.size());
+    size_t area = 0;
+    for (size_t p = 0; p < inst.mask.size(); ++p) {
+      png[p] = inst.mask[p] ? 255 : 0;
+      area += inst.mask[p] ? 1 : 0;
+      if (inst.mask[p])
+        for (int c = 0; c < 3; ++c)
+          overlay[p * 3 + c] = 0.5f * overlay[p * 3 + c] + 0.5f * kPalette[i % 8][c];
+    }
+    save_png(out_dir + "/" + name, inst.width, inst.height, 1, png.data());
+    list.push_back({{"id", i},
+                    {"score", inst.score},
+                    {"box", inst.box},
+                    {"area", area},
+                    {"mask_file", name},
+                    {"segmentation",
+                     {{"size", {inst.height, inst.width}},
+                      {"counts", rle_encode(inst.mask.data(), inst.height, inst.width)}}}});
+  }
+  std::vector<uint8_t> over(overlay.size());
+  for (size_t p = 0; p < overlay.size(); ++p)
+    over[p] = static_cast<uint8_t>(overlay[p] < 0 ? 0 : overlay[p] > 255 ? 255 : overlay[p]);
+  save_png(out_dir + "/overlay.png", image.width, image.height, 3, over.data());
+  nlohmann::json result = {{"image", {{"width", image.width}, {"height", image.height}}},
+                           {"prompt", prompt},
+                           {"instances", list}};
+  const std::string path = out_dir + "/result.json";
+  std::ofstream f(path);
+  if (!f) throw Error("cannot write " + path);
+  f << result.dump(2) << "\n";
+  return path;
+}
+
+}  // namespace sam3::cli
