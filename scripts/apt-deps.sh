@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the build needs, only those not yet installed.
 set -eu
-pkgs=(g++ cmake make pkg-config python3-venv
+pkgs=(g++ cmake make pkg-config python3-venv time
       libpng-dev libjpeg-dev zlib1g-dev libutf8proc-dev nlohmann-json3-dev libcli11-dev libgtest-dev)
 need=()
 for p in "${pkgs[@]}"; do
