@@ -113,8 +113,15 @@ class Contraction(_Rule):
         if reg_i == vec_i:
             return None
         vl = _largest_divisor(ext[vec_i], (lanes, lanes // 2, 4))
-        rb = _largest_divisor(ext[reg_i], (8, 6, 4, 3, 2) if conv_like else (4, 3, 2))
-        vec_o, vec_in = sch.split(s_loops[vec_i], factors=[None, vl])
+        rb = _largest_divisor(ext[reg_i], (8, 6, 4, 3, 2) if conv_like else (6, 4, 3, 2))
+        # matmul: a register tile of rb rows x nv vectors (4x4 zmm accumulators on
+        # AVX-512), so A is re-read N/(nv*vl) times instead of N/vl
+        nv = 1 if conv_like else _largest_divisor(ext[vec_i] // vl, (4, 2))
+        if nv > 1:
+            vec_o, vec_mid, vec_in = sch.split(s_loops[vec_i], factors=[None, nv, vl])
+        else:
+            vec_o, vec_in = sch.split(s_loops[vec_i], factors=[None, vl])
+            vec_mid = None
         reg_o, reg_in = sch.split(s_loops[reg_i], factors=[None, rb])
         others = [lp for i, lp in enumerate(s_loops) if i not in (vec_i, reg_i)]
         if conv_like:
@@ -122,10 +129,11 @@ class Contraction(_Rule):
             outer = others[:1] + [reg_o] + others[1:] + [vec_o]
             par = outer[:3]
         else:
-            # [batch, j_o, i_o] x [k] x [i_i, j_i]: the B panel stays in cache across i
+            # [batch, j_o, i_o] x [k] x [i_i, j_v, j_i]: the B panel stays in cache across i
             outer = others + [vec_o, reg_o]
             par = others + [vec_o]
-        sch.reorder(*outer, *r_loops, reg_in, vec_in)
+        inner = [reg_in] + ([vec_mid] if vec_mid is not None else []) + [vec_in]
+        sch.reorder(*outer, *r_loops, *inner)
         # accumulate in registers: a local tile written back once per tile
         local = sch.cache_write(main.block_rv, 0, "local")
         sch.reverse_compute_at(local, outer[-1], preserve_unit_loops=True)
@@ -133,6 +141,8 @@ class Contraction(_Rule):
         sch.parallel(sch.fuse(*par) if len(par) > 1 else par[0])
         if rb > 1:
             sch.unroll(reg_in)
+        if vec_mid is not None:
+            sch.unroll(vec_mid)
         if vl > 1:
             sch.vectorize(vec_in)
         init = sch.decompose_reduction(main.block_rv, r_loops[0])
