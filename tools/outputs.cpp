@@ -1,27 +1,13 @@
 #include "outputs.h"
 
-#include <sys/stat.h>
-
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "sam3/rle.h"
 
 namespace sam3::cli {
 namespace {
-
-void make_dirs(const std::string& dir) {
-  std::string part;
-  for (size_t i = 0; i <= dir.size(); ++i) {
-    if (i == dir.size() || dir[i] == '/') {
-      if (!part.empty() && mkdir(part.c_str(), 0755) != 0 && errno != EEXIST)
-        throw Error("cannot create output directory " + part + ": " + std::strerror(errno));
-    }
-    if (i < dir.size()) part += dir[i];
-  }
-}
 
 // A fixed palette, so the same instance index gets the same colour in every run.
 const unsigned char kPalette[8][3] = {{230, 25, 75}, {60, 180, 75},  {255, 225, 25}, {0, 130, 200},
@@ -31,7 +17,9 @@ const unsigned char kPalette[8][3] = {{230, 25, 75}, {60, 180, 75},  {255, 225, 
 
 std::string write_outputs(const std::string& out_dir, const Image& image,
                           const std::vector<Instance>& instances, const nlohmann::json& prompt) {
-  make_dirs(out_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) throw Error("cannot create output directory " + out_dir + ": " + ec.message());
   std::vector<float> overlay(image.rgb.begin(), image.rgb.end());
   nlohmann::json list = nlohmann::json::array();
   for (size_t i = 0; i < instances.size(); ++i) {

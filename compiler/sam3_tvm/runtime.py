@@ -42,12 +42,10 @@ class Bundle:
         args = []
         for x, spec in zip(inputs, entry["inputs"]):
             x = np.ascontiguousarray(np.asarray(x, dtype=spec["dtype"]))
-            fixed = [d for d in spec["shape"] if isinstance(d, int)]
             if x.ndim != len(spec["shape"]) or any(
                     isinstance(d, int) and d != s for d, s in zip(spec["shape"], x.shape)):
                 raise Sam3TvmError(f"{component}.{spec['name']}: shape {x.shape} does not match "
                                    f"{spec['shape']}")
-            del fixed
             args.append(tvm.runtime.tensor(x, self.dev))
         out = self.vms[component]["main"](*args, *self.params[component])
         return [o.numpy() for o in out]

@@ -26,3 +26,16 @@ def tiny_bundle(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("bundle") / "tiny")
     compile_bundle("tiny", out, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def official():
+    """The official Sam3Processor on the tiny seed-0 model (complex RoPE kept)."""
+    from sam3.model.sam3_image_processor import Sam3Processor
+
+    from sam3_tvm.model import build_model
+
+    model = build_model("tiny", seed=0)
+    proc = Sam3Processor(model, resolution=model.sam3_tvm_config.image_size, device="cpu",
+                         confidence_threshold=0.0)
+    return model, proc
