@@ -19,7 +19,7 @@ def export_component(name: str, model, cfg):
         dynamic = {"image_embed": None, "hr0": None, "hr1": None,
                    "point_coords": {1: n}, "point_labels": {1: n},
                    "mask_input": None, "has_mask": None}
-    with torch.no_grad(), _pos_enc_cache_kept(model):
+    with torch.no_grad(), _pos_enc_cache_kept(model), _unmasked_attention_as_math():
         ep = torch.export.export(wrapper, args, dynamic_shapes=dynamic, strict=False)
     return ep, wrapper
 
@@ -36,3 +36,29 @@ def _pos_enc_cache_kept(model):
     finally:
         for m, cache in saved:
             m.cache = cache
+
+
+@contextlib.contextmanager
+def _unmasked_attention_as_math():
+    """Export `scaled_dot_product_attention` without a mask as matmul-softmax-matmul.
+
+    torch.export decomposes SDPA into a "safe" softmax that also checks every row
+    for being all -inf (two extra full passes over the score matrix: 16x5184^2
+    floats per global ViT block). Without a mask no score is -inf, so the plain
+    softmax is the same function. Masked calls keep the original decomposition."""
+    import torch.nn.functional as F
+
+    original = F.scaled_dot_product_attention
+
+    def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
+        if attn_mask is not None or dropout_p or is_causal or kw.get("enable_gqa"):
+            return original(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
+                            is_causal=is_causal, scale=scale, **kw)
+        s = scale if scale is not None else q.shape[-1] ** -0.5
+        return torch.softmax((q * s) @ k.transpose(-2, -1), dim=-1) @ v
+
+    F.scaled_dot_product_attention = sdpa
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = original

@@ -26,10 +26,14 @@ def build_pipeline(dynamic: bool = False):
 
 def optimize(mod: tvm.IRModule, target, schedule: bool = True) -> tvm.IRModule:
     """Graph-level optimisation before build: legalise, fold constants, fuse;
-    then the default CPU schedules (`schedule.py`) for every kernel."""
+    then the default CPU schedules (`schedule.py`) for every kernel. On CPU,
+    softmax/GELU/sigmoid/exp are legalised with vectorisable math (`fastmath.py`)."""
+    from . import fastmath
     from .schedule import default_cpu_schedule
 
     with target:
+        if target.kind.name == "llvm":
+            mod = fastmath.legalize()(mod)
         mod = relax.get_pipeline("zero")(mod)
         if schedule and target.kind.name == "llvm":
             mod = default_cpu_schedule()(mod)

@@ -138,3 +138,26 @@ def test_group_norm_statistics_precision(custom):
         assert rel < 1e-6
     else:
         assert rel > 1e-4  # documents the stock precision problem
+
+
+@pytest.mark.parametrize("kernel,stride,padding,out_pad", [(2, 2, 0, 0), (3, 2, 1, 1)])
+def test_transposed_conv(kernel, stride, padding, out_pad):
+    """kernel == stride takes the matmul + pixel-shuffle path; other shapes the stock one."""
+    torch.manual_seed(0)
+    m = torch.nn.ConvTranspose2d(6, 4, kernel, stride=stride, padding=padding,
+                                 output_padding=out_pad).eval()
+    x = torch.randn(2, 6, 5, 7)
+    (out,) = _tvm_run(m, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_equals_stride_transposed_conv_imports_as_matmul():
+    from tvm.relax.frontend.torch import from_exported_program
+
+    from sam3_tvm.converters import CONVERTERS
+
+    m = torch.nn.ConvTranspose2d(6, 4, 2, stride=2).eval()
+    ep = torch.export.export(m, (torch.randn(1, 6, 5, 7),))
+    text = from_exported_program(ep, custom_convert_map=CONVERTERS).script()
+    assert "conv2d_transpose" not in text and "R.matmul" in text
