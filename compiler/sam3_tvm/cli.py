@@ -52,6 +52,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    if args.runs < 1:
+        raise Sam3TvmError("--runs must be at least 1")
+    run_bench(args.bundle, args.image, runs=args.runs, exe=args.exe, json_path=args.json,
+              plot_path=args.plot, markdown_path=args.markdown, threads=args.threads)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sam3-tvm", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -86,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--single-mask", action="store_true", help="interactive: one mask, not the best of 3")
     s.add_argument("--out", required=True, help="output directory")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("bench", help="time a bundle (C++ runtime) against PyTorch eager, interleaved")
+    s.add_argument("--bundle", required=True)
+    s.add_argument("--image", default=os.path.join("assets", "sample.png"))
+    s.add_argument("--runs", type=int, default=3, help="timed rounds after one warm-up (default 3)")
+    s.add_argument("--threads", type=int, help="threads for both sides (default: the bundle's)")
+    s.add_argument("--exe", help="path of the sam3-bench driver (default: build/sam3-bench)")
+    s.add_argument("--json", help="write the full report here")
+    s.add_argument("--plot", help="write a PNG bar chart here")
+    s.add_argument("--markdown", help="replace the benchmark table in this Markdown file")
+    s.set_defaults(func=cmd_bench)
     return p
 
 

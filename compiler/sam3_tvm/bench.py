@@ -1,0 +1,391 @@
+"""`sam3-tvm bench`: the compiled bundle (through the C++ library) vs PyTorch eager.
+
+Both sides run in one process tree on the same cores, interleaved: each round runs
+a stage on the C++ side (`sam3-bench`, bundle kept loaded), then the same stage in
+PyTorch (the official `Sam3Processor` / `predict_inst` on the same weights). Rows:
+
+- end to end: encode image (preprocess + image encoder), text prompt on the cached
+  image state, point prompt on the cached image state;
+- per component: the C++ stage timers vs the official modules (image encoder timed
+  inside `set_image`; the other components as the wrappers the compiler exports);
+- linear layers of the ViT (compiled with the default schedules) vs `torch.matmul`,
+  and the machine's SGEMM peak (best `torch.mm` of 4096^3 and 5184x1024x4736) they are
+  measured against.
+
+Each row reports the median and spread (min..max) of N rounds, the ratio
+PyTorch/TVM (>1: TVM faster) and GFLOP/s with its fraction of the SGEMM peak (FLOPs
+counted on the PyTorch side by `torch.utils.flop_counter`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+import numpy as np
+
+from .errors import Sam3TvmError
+from .progress import step
+
+ROUND_CMDS = ("encode", "text", "point")
+PROMPT = "a red square"
+POINT = (160.0, 200.0)
+CPP_CMD = {"encode": "encode", "text": f"text {PROMPT}", "point": f"point {POINT[0]:g},{POINT[1]:g}"}
+VIT_LINEARS = {"qkv": (1024, 3072), "proj": (1024, 1024), "fc1": (1024, 4736), "fc2": (4736, 1024)}
+
+
+def _stats(xs: list[float]) -> dict:
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "runs": list(xs)}
+
+
+class CppSide:
+    """The `sam3-bench` driver process with the bundle loaded."""
+
+    def __init__(self, exe: str, bundle: str, image: str):
+        if not os.path.isfile(exe):
+            raise Sam3TvmError(f"C++ bench driver not found: {exe} (run `make cpp`)")
+        self.proc = subprocess.Popen([exe, "--bundle", bundle, "--image", image], text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.ready = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise Sam3TvmError(f"sam3-bench exited (code {self.proc.wait()}); see its stderr above")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise Sam3TvmError(f"sam3-bench: {reply['error']}")
+        return reply
+
+    def ask(self, cmd: str) -> dict:
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+class TorchSide:
+    """The official pipeline on the bundle's weights (complex RoPE kept, no patches
+    beyond the CPU shims)."""
+
+    def __init__(self, config: str, checkpoint: str | None, seed: int, image_path: str):
+        import torch
+
+        from . import components as C
+        from .model import build_model
+        from .predict import load_image
+
+        self.torch = torch
+        self.model = build_model(config, checkpoint=checkpoint, seed=seed)
+        from sam3.model.sam3_image_processor import Sam3Processor  # after build_model's shims
+        self.cfg = self.model.sam3_tvm_config
+        self.proc = Sam3Processor(self.model, resolution=self.cfg.image_size, device="cpu",
+                                  confidence_threshold=0.5)
+        self.image = load_image(image_path)
+        self.state = None
+        self.wrappers = {n: C.make(n, self.model).eval() for n in
+                         ("text_encoder", "grounding_head", "interactive_decoder")}
+        self.inputs = {n: C.example_inputs(n, self.cfg, seed=1, num_points=1) for n in self.wrappers}
+        self._backbone_s = 0.0
+        forward_image = self.model.backbone.forward_image
+
+        def timed(*a, **k):
+            t = time.perf_counter()
+            out = forward_image(*a, **k)
+            self._backbone_s = time.perf_counter() - t
+            return out
+        self.model.backbone.forward_image = timed
+
+    def run(self, cmd: str) -> dict:
+        """One stage; returns {row: seconds}."""
+        torch = self.torch
+        with torch.inference_mode():
+            t = time.perf_counter()
+            if cmd == "encode":
+                self.state = self.proc.set_image(self.image)
+                return {"encode": time.perf_counter() - t, "image_encoder": self._backbone_s}
+            if cmd == "text":
+                self.proc.set_text_prompt(PROMPT, self.state)
+                out = {"text": time.perf_counter() - t}
+                for n in ("text_encoder", "grounding_head"):
+                    out[n] = self._component(n)
+                return out
+            self.model.predict_inst(self.state, point_coords=np.array([POINT]),
+                                    point_labels=np.array([1]), multimask_output=True)
+            return {"point": time.perf_counter() - t,
+                    "interactive_decoder": self._component("interactive_decoder")}
+
+    def _component(self, name: str) -> float:
+        t = time.perf_counter()
+        self.wrappers[name](*self.inputs[name])
+        return time.perf_counter() - t
+
+    def flops(self) -> dict:
+        """FLOPs of each row, counted on the official modules (one extra pass each)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        out = {}
+        for cmd in ROUND_CMDS:
+            with FlopCounterMode(display=False) as fc:
+                self.run(cmd)
+            out[cmd] = fc.get_total_flops()
+        for name in self.wrappers:
+            with FlopCounterMode(display=False) as fc, self.torch.inference_mode():
+                self.wrappers[name](*self.inputs[name])
+            out[name] = fc.get_total_flops()
+        with FlopCounterMode(display=False) as fc, self.torch.inference_mode():
+            self.model.backbone.forward_image(self.torch.zeros(1, 3, self.cfg.image_size,
+                                                               self.cfg.image_size))
+        out["image_encoder"] = fc.get_total_flops()
+        return out
+
+
+def sgemm_peak(runs: int = 5) -> float:
+    """Best GFLOP/s of fp32 `torch.mm` (MKL) on this machine's threads: the best
+    of a square 4096^3 product and the ViT's largest linear (5184x1024x4736)."""
+    import torch
+
+    best = 0.0
+    for m, k, n in ((4096, 4096, 4096), (5184, 1024, 4736)):
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        a @ b
+        t = min(_timed(lambda: a @ b) for _ in range(runs))
+        best = max(best, 2 * m * k * n / t / 1e9)
+    return best
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def linear_rows(tokens: int, runs: int) -> dict:
+    """The ViT's linear layers as single kernels: our default CPU schedule vs torch."""
+    import torch
+    import tvm
+    from tvm import relax
+
+    from . import pipeline
+    from .build import host_target
+
+    target = host_target()
+    rows = {}
+    for name, (k, n) in VIT_LINEARS.items():
+        bb = relax.BlockBuilder()
+        x = relax.Var("x", relax.TensorType((tokens, k), "float32"))
+        w = relax.Var("w", relax.TensorType((k, n), "float32"))
+        with bb.function("main", [x, w]):
+            with bb.dataflow():
+                y = bb.emit_output(bb.emit(relax.op.matmul(x, w)))
+            bb.emit_func_output(y)
+        ex = tvm.compile(pipeline.optimize(bb.get(), target), target=target,
+                         relax_pipeline=pipeline.build_pipeline())
+        vm = relax.VirtualMachine(ex, tvm.cpu())
+        xa, wa = np.random.rand(tokens, k).astype("float32"), np.random.rand(k, n).astype("float32")
+        xt, wt = tvm.runtime.tensor(xa), tvm.runtime.tensor(wa)
+        xtt, wtt = torch.from_numpy(xa), torch.from_numpy(wa)
+        vm["main"](xt, wt)
+        xtt @ wtt
+        tv, to = [], []
+        for _ in range(runs):
+            tv.append(_timed(lambda: vm["main"](xt, wt)))
+            to.append(_timed(lambda: xtt @ wtt))
+        rows[f"linear {name} {tokens}x{k}x{n}"] = {"tvm": _stats(tv), "torch": _stats(to),
+                                                   "flops": 2 * tokens * k * n}
+    return rows
+
+
+def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
+              json_path: str | None = None, plot_path: str | None = None,
+              markdown_path: str | None = None, threads: int | None = None) -> dict:
+    import torch
+
+    from .build import load_manifest
+
+    manifest = load_manifest(bundle)
+    threads = threads or int(manifest["target"].get("num_cores") or os.cpu_count())
+    torch.set_num_threads(threads)
+    os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+    src = manifest["weights_source"]
+    checkpoint, seed = (None, int(src[len("random(seed="):-1])) if src.startswith("random(") else (src, 0)
+    exe = os.path.abspath(exe or os.path.join(os.path.dirname(__file__), "..", "..", "build",
+                                              "sam3-bench"))
+    if not os.path.isfile(exe):
+        raise Sam3TvmError(f"C++ bench driver not found: {exe} (run `make cpp`)")
+
+    with step("SGEMM peak (torch.mm)"):
+        peak = sgemm_peak()
+    print(f"  SGEMM peak: {peak:.0f} GFLOP/s")
+    with step(f"load PyTorch model ({manifest['config']['name']}) and the bundle in sam3-bench"):
+        ts = TorchSide(manifest["config"]["name"], checkpoint, seed, image)
+        cpp = CppSide(exe, bundle, image)
+    samples: dict[str, dict[str, list]] = {}
+    try:
+        with step("warm-up and FLOP count"):
+            for cmd in ROUND_CMDS:
+                cpp.ask(CPP_CMD[cmd])
+            flops = ts.flops()
+        for r in range(runs):
+            with step(f"round {r + 1}/{runs}"):
+                for cmd in ROUND_CMDS:
+                    c = cpp.ask(CPP_CMD[cmd])
+                    tvm_rows = {cmd: c["seconds"], **{k: v for k, v in c["stages"].items()
+                                                      if k in _COMPONENT_STAGES[cmd]}}
+                    for row, s in tvm_rows.items():
+                        samples.setdefault(row, {"tvm": [], "torch": []})["tvm"].append(s)
+                    for row, s in ts.run(cmd).items():
+                        samples.setdefault(row, {"tvm": [], "torch": []})["torch"].append(s)
+        peak_rss = cpp.ask("encode")["peak_rss_bytes"]
+    finally:
+        cpp.close()
+    with step("ViT linear layers"):
+        lin = linear_rows(ts.cfg.grid ** 2, runs)
+
+    rows = {}
+    for row, s in samples.items():
+        rows[row] = {"tvm": _stats(s["tvm"]), "torch": _stats(s["torch"]), "flops": flops.get(row)}
+    rows.update(lin)
+    for r in rows.values():
+        r["ratio"] = r["torch"]["median"] / r["tvm"]["median"]
+        if r.get("flops"):
+            r["tvm_gflops"] = r["flops"] / r["tvm"]["median"] / 1e9
+            r["tvm_peak_fraction"] = r["tvm_gflops"] / peak
+    weights = os.path.getsize(os.path.join(bundle, manifest["weights"]))
+    report = {
+        "machine": _machine(threads), "versions": _versions(), "bundle": os.path.abspath(bundle),
+        "config": manifest["config"]["name"], "runs": runs, "sgemm_peak_gflops": peak,
+        "rows": rows, "cpp_peak_rss_bytes": peak_rss, "weights_bytes": weights,
+        "cpp_rss_over_weights": peak_rss / weights,
+        "command": f"sam3-tvm bench --bundle {bundle} --image {image} --runs {runs}",
+    }
+    print_table(report)
+    if json_path:
+        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=2)
+    if plot_path:
+        plot(report, plot_path)
+    if markdown_path:
+        write_markdown(report, markdown_path, plot_path)
+    return report
+
+
+_COMPONENT_STAGES = {"encode": {"image_encoder"}, "text": {"text_encoder", "grounding_head"},
+                     "point": {"interactive_decoder"}}
+ROW_ORDER = ["encode", "text", "point", "image_encoder", "text_encoder", "grounding_head",
+             "interactive_decoder"]
+ROW_LABEL = {"encode": "encode image (end to end)", "text": "text prompt, cached image",
+             "point": "point prompt, cached image"}
+
+
+def _ordered(rows: dict):
+    keys = [k for k in ROW_ORDER if k in rows] + [k for k in rows if k not in ROW_ORDER]
+    return [(k, rows[k]) for k in keys]
+
+
+def _machine(threads: int) -> dict:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "threads": threads, "logical_cpus": os.cpu_count(),
+            "os": platform.platform()}
+
+
+def _versions() -> dict:
+    import torch
+    import tvm
+
+    from . import __version__
+
+    return {"sam3_tvm": __version__, "tvm": tvm.__version__, "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def _fmt_row(name: str, r: dict) -> list[str]:
+    ms = lambda s: f"{s['median'] * 1e3:,.1f} ({s['min'] * 1e3:,.1f}-{s['max'] * 1e3:,.1f})"  # noqa: E731
+    gf = f"{r['tvm_gflops']:.0f} ({100 * r['tvm_peak_fraction']:.0f}%)" if r.get("tvm_gflops") else "-"
+    return [ROW_LABEL.get(name, name), ms(r["tvm"]), ms(r["torch"]), f"{r['ratio']:.2f}x", gf]
+
+
+HEADER = ["row", "TVM ms, median (min-max)", "PyTorch ms, median (min-max)",
+          "speed-up (PyTorch/TVM)", "TVM GFLOP/s (% of SGEMM peak)"]
+
+
+def print_table(report: dict) -> None:
+    print(f"\nSGEMM peak {report['sgemm_peak_gflops']:.0f} GFLOP/s; {report['runs']} rounds")
+    for name, r in _ordered(report["rows"]):
+        print("  " + " | ".join(_fmt_row(name, r)))
+    print(f"  C++ peak RSS {report['cpp_peak_rss_bytes'] / 2**30:.2f} GiB = "
+          f"{report['cpp_rss_over_weights']:.2f}x the weights")
+
+
+def plot(report: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = _ordered(report["rows"])
+    names = [ROW_LABEL.get(k, k) for k, _ in items]
+    y = np.arange(len(items))
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(items) + 1.5))
+    for off, side, color in ((-0.2, "tvm", "tab:blue"), (0.2, "torch", "tab:orange")):
+        med = [r[side]["median"] * 1e3 for _, r in items]
+        lo = [m - r[side]["min"] * 1e3 for m, (_, r) in zip(med, items)]
+        hi = [r[side]["max"] * 1e3 - m for m, (_, r) in zip(med, items)]
+        ax.barh(y + off, med, 0.4, xerr=[lo, hi], color=color,
+                label="TVM (C++ runtime)" if side == "tvm" else "PyTorch eager fp32")
+    ax.set_xscale("log")
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xlabel("milliseconds (log scale; bars: median, whiskers: min-max)")
+    m = report["machine"]
+    ax.set_title(f"SAM 3 {report['config']}: {m['cpu']}, {m['threads']} threads")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def write_markdown(report: dict, path: str, plot_path: str | None) -> None:
+    """Replace the block between the bench markers of `path` (append it if absent)."""
+    m, v = report["machine"], report["versions"]
+    lines = [BEGIN, "",
+             f"Machine: {m['cpu']}, {m['threads']} threads ({m['logical_cpus']} logical CPUs), "
+             f"{m['os']}. Versions: sam3_tvm {v['sam3_tvm']}, TVM {v['tvm']}, torch {v['torch']}, "
+             f"Python {v['python']}. Config `{report['config']}`, random weights, "
+             f"{report['runs']} interleaved rounds after one warm-up.",
+             "", f"Command: `{report['command']}`", "",
+             f"Measured SGEMM peak (best torch.mm of 4096^3 and 5184x1024x4736): **{report['sgemm_peak_gflops']:.0f} GFLOP/s**. "
+             f"Peak RSS of the C++ runtime: **{report['cpp_peak_rss_bytes'] / 2**30:.2f} GiB = "
+             f"{report['cpp_rss_over_weights']:.2f}x** the weights file.", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(_fmt_row(k, r)) + " |" for k, r in _ordered(report["rows"])]
+    if plot_path:
+        rel = os.path.relpath(os.path.abspath(plot_path), os.path.dirname(os.path.abspath(path)))
+        lines += ["", f"![benchmark]({rel})"]
+    lines += ["", END]
+    block = "\n".join(lines)
+    text = open(path).read() if os.path.isfile(path) else ""
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)

@@ -1,0 +1,62 @@
+"""`sam3-tvm bench` on the tiny bundle: both sides timed, report/plot/table written."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SAMPLE
+
+BENCH = os.path.join(os.path.dirname(os.environ.get("SAM3_CLI", os.path.join(ROOT, "build", "sam3"))),
+                     "sam3-bench")
+
+
+@pytest.fixture(scope="module")
+def report(tiny_bundle, tmp_path_factory):
+    if not os.path.isfile(BENCH):
+        pytest.fail(f"C++ bench driver not built at {BENCH} (run `make cpp`)")
+    d = tmp_path_factory.mktemp("bench")
+    md = d / "perf.md"
+    md.write_text("# Perf\n\nintro\n\n<!-- bench:begin -->\nold table\n<!-- bench:end -->\n\ntail\n")
+    r = subprocess.run([sys.executable, "-m", "sam3_tvm.cli", "bench", "--bundle", tiny_bundle,
+                        "--image", SAMPLE, "--runs", "2", "--exe", BENCH, "--json", str(d / "b.json"),
+                        "--plot", str(d / "b.png"), "--markdown", str(md)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    return json.loads((d / "b.json").read_text()), md.read_text(), d
+
+
+def test_every_row_timed_on_both_sides(report):
+    rep, _, _ = report
+    for row in ("encode", "text", "point", "image_encoder", "text_encoder", "grounding_head",
+                "interactive_decoder"):
+        r = rep["rows"][row]
+        for side in ("tvm", "torch"):
+            assert len(r[side]["runs"]) == 2 and all(t > 0 for t in r[side]["runs"])
+            assert r[side]["min"] <= r[side]["median"] <= r[side]["max"]
+        assert r["ratio"] == pytest.approx(r["torch"]["median"] / r["tvm"]["median"])
+    # a component cannot take longer than the end-to-end call that contains it
+    assert rep["rows"]["image_encoder"]["tvm"]["max"] <= rep["rows"]["encode"]["tvm"]["max"]
+    assert rep["rows"]["encode"]["flops"] >= rep["rows"]["image_encoder"]["flops"] > 0
+
+
+def test_gemm_rows_and_peak(report):
+    rep, _, _ = report
+    assert rep["sgemm_peak_gflops"] > 1
+    lin = [r for k, r in rep["rows"].items() if k.startswith("linear ")]
+    assert len(lin) == 4 and all(r["tvm_gflops"] > 0 for r in lin)
+    assert rep["cpp_peak_rss_bytes"] > rep["weights_bytes"] > 0
+
+
+def test_markdown_block_replaced_and_plot_written(report):
+    _, md, d = report
+    assert "old table" not in md and md.startswith("# Perf\n\nintro") and md.rstrip().endswith("tail")
+    assert md.count("<!-- bench:begin -->") == 1 and "| encode image (end to end) |" in md
+    assert (d / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_driver_is_a_clear_error(tiny_bundle, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "sam3_tvm.cli", "bench", "--bundle", tiny_bundle,
+                        "--exe", str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "bench driver not found" in r.stderr

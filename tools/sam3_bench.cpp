@@ -1,0 +1,105 @@
+// sam3-bench: time the sam3 library on one image, driven line by line on stdin
+// so a benchmark harness (`sam3-tvm bench`) can interleave it with PyTorch runs
+// while the bundle stays loaded.
+//
+//   encode                 preprocess + image encoder (caches the image state)
+//   text <prompt...>       concept prompt on the cached image state
+//   point <x>,<y>          interactive point prompt on the cached image state
+//   quit
+//
+// Each command answers one JSON line on stdout:
+//   {"cmd": ..., "seconds": wall time, "stages": {stage: seconds}, "instances": n,
+//    "peak_rss_bytes": ...}  or {"error": message}.
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "sam3/sam3.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+long long peak_rss_bytes() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<long long>(ru.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+nlohmann::json run(sam3::Model& model, const sam3::Image& image,
+                   std::optional<sam3::ImageState>& state, const std::string& line) {
+  std::istringstream in(line);
+  std::string cmd;
+  in >> cmd;
+  std::string rest;
+  std::getline(in, rest);
+  if (!rest.empty() && rest[0] == ' ') rest.erase(0, 1);
+
+  auto t0 = Clock::now();
+  size_t instances = 0;
+  if (cmd == "encode") {
+    state = model.encode(image);
+  } else if (cmd == "text" || cmd == "point") {
+    if (!state) throw sam3::Error("send 'encode' before '" + cmd + "'");
+    if (cmd == "text") {
+      sam3::ConceptPrompt p;
+      p.text = rest;
+      instances = model.segment(*state, p).size();
+    } else {
+      sam3::InteractivePrompt p;
+      float x = 0, y = 0;
+      char comma = 0;
+      std::istringstream xy(rest);
+      if (!(xy >> x >> comma >> y) || comma != ',') throw sam3::Error("bad point '" + rest + "'");
+      p.points.push_back({x, y});
+      instances = model.segment_interactive(*state, p).size();
+    }
+  } else {
+    throw sam3::Error("unknown command '" + cmd + "' (encode | text <prompt> | point x,y | quit)");
+  }
+  double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  nlohmann::json stages = nlohmann::json::object();
+  for (const auto& [stage, s] : model.timings()) stages[stage] = s;
+  return {{"cmd", cmd}, {"seconds", seconds}, {"stages", stages},
+          {"instances", instances}, {"peak_rss_bytes", peak_rss_bytes()}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sam3-bench: time the sam3 library, commands on stdin (see the source header)"};
+  std::string bundle, image_path;
+  app.add_option("--bundle", bundle, "bundle directory")->required();
+  app.add_option("--image", image_path, "image to encode")->required();
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    auto t0 = Clock::now();
+    sam3::Model model(bundle);
+    double load_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    sam3::Image image = sam3::load_image(image_path);
+    std::cout << nlohmann::json{{"ready", true}, {"load_seconds", load_s},
+                                {"peak_rss_bytes", peak_rss_bytes()}}
+              << std::endl;
+    std::optional<sam3::ImageState> state;
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      if (line.empty()) continue;
+      if (line == "quit") break;
+      try {
+        std::cout << run(model, image, state, line) << std::endl;
+      } catch (const sam3::Error& e) {
+        std::cout << nlohmann::json{{"error", e.what()}} << std::endl;
+      }
+    }
+  } catch (const sam3::Error& e) {
+    std::cerr << "sam3-bench: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
