@@ -12,7 +12,7 @@ BUILD := build
 CLI := $(BUILD)/sam3
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup cpp demo test verify-full inspect clean help
+.PHONY: all setup cpp demo test verify-full bench inspect clean help
 
 all: test
 
@@ -20,6 +20,7 @@ help:
 	@echo "make demo         build the tiny bundle (or full with CHECKPOINT=path/sam3.pt) and segment a sample image"
 	@echo "make test         set up and run the test suite"
 	@echo "make verify-full  compile and verify the full-size model (random weights; long)"
+	@echo "make bench        full-size benchmark, C++ runtime vs PyTorch (writes docs/performance.md; long)"
 	@echo "make inspect      op inventory / hard spots of the exported components"
 
 # Python venv with exact pins (requirements.lock: every package, installed without
@@ -67,6 +68,13 @@ verify-full: $(STAMP)
 	/usr/bin/time -v -o $(OUT)/verify-full/compile.time $(VENV)/bin/sam3-tvm compile --config full --out $(BUNDLES)/full
 	/usr/bin/time -v -o $(OUT)/verify-full/verify.time $(VENV)/bin/sam3-tvm verify --bundle $(BUNDLES)/full --json $(OUT)/verify-full/parity.json
 	@grep -E "Elapsed|Maximum resident" $(OUT)/verify-full/*.time
+
+# Full-size benchmark: compiled bundle through the C++ runtime vs PyTorch eager, interleaved.
+BENCH_RUNS ?= 3
+bench: cpp
+	test -f $(BUNDLES)/full/manifest.json || $(VENV)/bin/sam3-tvm compile --config full --out $(BUNDLES)/full
+	$(VENV)/bin/sam3-tvm bench --bundle $(BUNDLES)/full --runs $(BENCH_RUNS) --exe $(BUILD)/sam3-bench \
+		--json docs/bench/cpu-full.json --plot docs/bench/cpu-full.png --markdown docs/performance.md
 
 clean:
 	rm -rf $(BUNDLES) $(OUT) $(BUILD) $(BUILD).log

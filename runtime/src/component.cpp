@@ -83,6 +83,7 @@ Component::Component(const Manifest& manifest, const ComponentSpec& spec, const 
       throw Error("weight " + name + " has shape " + shape_str(v.shape) + " but " + spec.library +
                   " was compiled for " + shape_str(spec.param_shapes[i]));
     params_.push_back(tensor_from(v.shape, DLDataType{kDLFloat, 32, 1}, v.data));
+    weights.release(v);  // load peak: one copy of the weights, not the copy plus the mapping
   }
 }
 

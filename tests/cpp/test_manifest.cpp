@@ -142,3 +142,27 @@ TEST(SafeTensors, ReadsTensorsAndRejectsCorruptFiles) {
   EXPECT_THROW(sam3::SafeTensors(d + "/trunc.safetensors"), sam3::Error);
   EXPECT_THROW(sam3::SafeTensors(d + "/missing.safetensors"), sam3::Error);
 }
+
+TEST(SafeTensors, ReleasedPagesReadBackFromTheFile) {
+  std::string d = temp_dir();
+  const size_t count = 3 * 4096 + 7;  // spans whole pages and partial ones
+  std::string header = R"({"big":{"dtype":"F32","shape":[)" + std::to_string(count) +
+                       R"(],"data_offsets":[0,)" + std::to_string(count * 4) + "]}}";
+  uint64_t n = header.size();
+  std::vector<float> values(count);
+  for (size_t i = 0; i < count; ++i) values[i] = static_cast<float>(i) * 0.5f - 7.0f;
+  {
+    std::ofstream f(d + "/big.safetensors", std::ios::binary);
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f << header;
+    f.write(reinterpret_cast<const char*>(values.data()), static_cast<std::streamsize>(count * 4));
+  }
+  sam3::SafeTensors st(d + "/big.safetensors");
+  const auto& v = st.get("big");
+  std::vector<float> before(count), after(count);
+  std::memcpy(before.data(), v.data, count * 4);
+  st.release(v);
+  std::memcpy(after.data(), v.data, count * 4);
+  EXPECT_EQ(before, values);
+  EXPECT_EQ(after, values);
+}

@@ -25,6 +25,10 @@ class SafeTensors {
   const TensorView& get(const std::string& name) const;  // throws if absent
   bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
   size_t size() const { return tensors_.size(); }
+  // Drop the mapped pages that lie wholly inside `v` from memory (they are re-read
+  // from the file if touched again): once a tensor has been copied out, its pages
+  // need not count towards the process's resident memory.
+  void release(const TensorView& v) const;
 
  private:
   std::string path_;

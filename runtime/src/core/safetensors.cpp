@@ -67,6 +67,13 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
   }
 }
 
+void SafeTensors::release(const TensorView& v) const {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t begin = (reinterpret_cast<uintptr_t>(v.data) + page - 1) / page * page;
+  uintptr_t end = (reinterpret_cast<uintptr_t>(v.data) + v.nbytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 SafeTensors::~SafeTensors() {
   if (map_) munmap(map_, map_size_);
 }
