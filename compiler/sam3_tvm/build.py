@@ -56,7 +56,10 @@ def compile_component(name: str, model, cfg, target, out_dir: str):
 
     from . import pipeline
 
+    from .lift import lift_params
+
     mod, params, names = import_component(name, model, cfg)
+    mod, arrays, names = lift_params(name, mod, params, names)
     mod = pipeline.optimize(mod, target)
     dynamic = name == "interactive_decoder"
     ex = tvm.compile(mod, target=target, relax_pipeline=pipeline.build_pipeline(dynamic))
@@ -66,10 +69,10 @@ def compile_component(name: str, model, cfg, target, out_dir: str):
     spec = lambda s: {"name": s.name, "shape": list(s.shape), "dtype": s.dtype}  # noqa: E731
     entry = {"library": lib, "function": "main",
              "inputs": [spec(s) for s in ins], "outputs": [spec(s) for s in outs],
-             "params": names, "param_shapes": [[int(d) for d in p.shape] for p in params]}
+             "params": names, "param_shapes": [[int(d) for d in a.shape] for a in arrays]}
     if dynamic:
         entry["dims"] = {"num_points": {"min": 1, "max": C.MAX_POINTS}}
-    return entry, dict(zip(names, (p.numpy() for p in params)))
+    return entry, dict(zip(names, arrays))
 
 
 def _check_out_dir(out_dir: str) -> None:
