@@ -25,6 +25,9 @@ from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
 from tvm.target.codegen import llvm_get_vector_width
 
 
+K_BLOCK = 512  # reductions longer than this are blocked (see Contraction)
+
+
 def _extent(sch, loop):
     e = sch.get(loop).extent
     return int(e) if isinstance(e, tirx.IntImm) else None
@@ -133,10 +136,21 @@ class Contraction(_Rule):
             outer = others + [vec_o, reg_o]
             par = others + [vec_o]
         inner = [reg_in] + ([vec_mid] if vec_mid is not None else []) + [vec_in]
-        sch.reorder(*outer, *r_loops, *inner)
-        # accumulate in registers: a local tile written back once per tile
-        local = sch.cache_write(main.block_rv, 0, "local")
-        sch.reverse_compute_at(local, outer[-1], preserve_unit_loops=True)
+        k_ext = _extent(sch, r_loops[0]) if nr == 1 else None
+        kc = _largest_divisor(k_ext, (512, 592, 384, 296, 256)) if k_ext and k_ext > K_BLOCK else 1
+        local = None
+        if not conv_like and kc > 1:
+            # long K (e.g. the ViT's 4736->1024 MLP projection): the B panel (K x 64
+            # floats) no longer fits in L2 across the row tiles, so block K and run
+            # the row tiles inside each K block; the output tile is accumulated in
+            # place (re-read once per K block) instead of in a local buffer.
+            ko, ki = sch.split(r_loops[0], factors=[None, kc])
+            sch.reorder(*others, vec_o, ko, reg_o, ki, *inner)
+        else:
+            sch.reorder(*outer, *r_loops, *inner)
+            # accumulate in registers: a local tile written back once per tile
+            local = sch.cache_write(main.block_rv, 0, "local")
+            sch.reverse_compute_at(local, outer[-1], preserve_unit_loops=True)
         # parallel before decompose_reduction (which breaks the compact-dataflow check)
         sch.parallel(sch.fuse(*par) if len(par) > 1 else par[0])
         if rb > 1:
@@ -145,9 +159,9 @@ class Contraction(_Rule):
             sch.unroll(vec_mid)
         if vl > 1:
             sch.vectorize(vec_in)
-        init = sch.decompose_reduction(main.block_rv, r_loops[0])
+        init = sch.decompose_reduction(main.block_rv, r_loops[0] if local is not None else ko)
         if vl > 1:
-            for blk in (init, local):
+            for blk in [b for b in (init, local) if b is not None]:
                 inner = sch.get_loops(blk)[-1]
                 if sch.get(inner).kind != tirx.ForKind.VECTORIZED:
                     sch.vectorize(inner)
