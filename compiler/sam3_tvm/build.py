@@ -26,7 +26,7 @@ VOCAB = "bpe_simple_vocab_16e6.txt.gz"
 GPU_NO_VECTORIZE = {"interactive_decoder"}
 
 
-def import_component(name: str, model, cfg, mixed_precision: bool = False):
+def import_component(name: str, model, cfg, no_float64: bool = False):
     """torch.export -> Relax. Returns (IRModule without params, params, param names)."""
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
@@ -36,7 +36,7 @@ def import_component(name: str, model, cfg, mixed_precision: bool = False):
 
     ep, wrapper = export_component(name, model, cfg)
     mod = from_exported_program(ep, keep_params_as_input=True,
-                                custom_convert_map=converters(mixed_precision))
+                                custom_convert_map=converters(no_float64))
     num_input = int(mod["main"].attrs["num_input"])
     relax_names = [str(v.name) for v in mod["main"].params[num_input:]]
     placeholder_to_fqn = dict(ep.graph_signature.inputs_to_parameters)
@@ -57,9 +57,9 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
     from . import pipeline
 
     spec = spec or TargetSpec()
-    # fp16: converters without float64 (ToMixedPrecision rejects it; converters.py)
-    mod, params, names = import_component(name, model, cfg,
-                                          mixed_precision=spec.precision == "fp16")
+    # fp16 (ToMixedPrecision rejects float64) and Metal (no float64): converters.py
+    mod, params, names = import_component(
+        name, model, cfg, no_float64=spec.precision == "fp16" or spec.kind == "metal")
     mod = pipeline.optimize(mod, target, precision=spec.precision)
     dynamic = name == "interactive_decoder"
     config = {"tirx.disable_vectorize": True} if spec.is_gpu and name in GPU_NO_VECTORIZE else {}
@@ -183,6 +183,10 @@ def load_manifest(bundle: str) -> dict:
                            f"{_tvm_version()}; recompile the bundle")
     for name, entry in manifest.get("components", {}).items():
         lib = os.path.join(bundle, entry["library"])
+        if not os.path.isfile(lib) and entry.get("objects"):
+            raise Sam3TvmError(f"bundle file missing: {lib} (component {name}): this bundle was "
+                               "built off macOS; link its objects on a Mac first "
+                               "(scripts/link-metal-bundle.sh, docs/gpu.md)")
         if not os.path.isfile(lib):
             raise Sam3TvmError(f"bundle file missing: {lib} (component {name})")
     if not os.path.isfile(os.path.join(bundle, manifest.get("weights", WEIGHTS))):

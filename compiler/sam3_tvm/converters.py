@@ -110,8 +110,8 @@ def group_norm(stats_dtype: str = "float64"):
     32-channel group of a 288x288 map (2.6M values, SAM 3's pixel decoder) that
     is 1.2e-3 relative error against a float64 reference (torch: 6e-8). Compute
     mean and variance in `stats_dtype` (two-pass), normalise, and return fp32.
-    float64 by default; fp16 builds use float32 (two-pass, still better than the
-    one-pass sums), since TVM's ToMixedPrecision rejects float64 tensors."""
+    float64 by default; fp16 and Metal builds use float32 (two-pass, still better
+    than the one-pass sums): ToMixedPrecision rejects float64, Metal has none."""
 
     def native_group_norm(node, importer):
         bb = importer.block_builder
@@ -157,8 +157,9 @@ CONVERTERS = {
 def clamp_min_max(node, importer):
     """`clamp(x, lo, hi)` as maximum/minimum with tensor constants. The stock
     converter's `R.clip` takes its bounds as float64 scalars, which TVM's
-    ToMixedPrecision rejects ("Expected TensorType, but got T.float64"); used
-    for fp16 builds only, so fp32 bundles keep the stock lowering."""
+    ToMixedPrecision rejects ("Expected TensorType, but got T.float64"), and
+    Metal has no float64; used for those builds only, so other bundles keep the
+    stock lowering."""
     args = importer.retrieve_args(node)
     x = args[0]
     lo = args[1] if len(args) > 1 else node.kwargs.get("min")
@@ -172,10 +173,11 @@ def clamp_min_max(node, importer):
     return x
 
 
-def converters(mixed_precision: bool = False) -> dict:
-    """The converter map; `mixed_precision`: the variants an fp16 build needs
-    (GroupNorm statistics in float32, clamp without float64 scalars)."""
-    if not mixed_precision:
+def converters(no_float64: bool = False) -> dict:
+    """The converter map; `no_float64`: the variants for builds that cannot use
+    float64 (fp16 mixed precision; Metal, which has no float64): GroupNorm
+    statistics in float32, clamp without float64 scalars."""
+    if not no_float64:
         return dict(CONVERTERS)
     return {**CONVERTERS, "native_group_norm.default": group_norm("float32"),
             "clamp.default": clamp_min_max}
