@@ -1,7 +1,9 @@
 #include "device.h"
 
 #include <dlfcn.h>
+#ifdef __linux__
 #include <link.h>
+#endif
 
 #include <mutex>
 
@@ -19,6 +21,9 @@ namespace {
 
 // Directory of the libtvm_runtime.so this process uses ("" if unknown).
 std::string tvm_runtime_dir() {
+#ifndef __linux__
+  return "";  // (dlinfo is glibc's; elsewhere the loader's search path is used)
+#else
   void* h = dlopen("libtvm_runtime.so", RTLD_LAZY | RTLD_NOLOAD);
   if (!h) return "";
   struct link_map* lm = nullptr;
@@ -30,6 +35,7 @@ std::string tvm_runtime_dir() {
   }
   dlclose(h);
   return dir;
+#endif
 }
 
 ffi::Function global(const char* name) {
