@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
   CLI::App app{"sam3: SAM 3 segmentation with a compiled TVM bundle"};
   app.require_subcommand(1);
 
-  std::string bundle, image_path, text, out_dir;
+  std::string bundle, image_path, text, out_dir, device = "cpu";
   std::vector<std::string> boxes, points;
   float threshold = 0.5f;
   bool verbose = false, single_mask = false;
@@ -78,6 +78,8 @@ int main(int argc, char** argv) {
   seg->add_flag("--single-mask", single_mask, "interactive: the single-mask output instead of the best of 3");
   seg->add_option("--out", out_dir, "output directory")->required();
   seg->add_flag("--verbose,-v", verbose, "print the time per stage");
+  seg->add_option("--device", device, "cpu or cuda (metal: untested); must match the bundle's "
+                  "target (sam3 info)")->default_val("cpu");
 
   auto* info = app.add_subcommand("info", "describe a bundle");
   info->add_option("--bundle", bundle, "bundle directory")->required();
@@ -87,9 +89,10 @@ int main(int argc, char** argv) {
     if (info->parsed()) {
       sam3::Manifest m = sam3::load_manifest(bundle);
       std::printf("bundle      %s\nconfig      %s (image %d, masks %d, %d queries)\n"
-                  "weights     %s\ncompiled by TVM %s\ncomponents ", bundle.c_str(),
-                  m.config_name.c_str(), m.image_size, m.mask_size, m.num_queries,
-                  m.weights_source.c_str(), m.tvm_version.c_str());
+                  "weights     %s\ncompiled by TVM %s\ntarget      %s (device %s, %s)\n"
+                  "components ", bundle.c_str(), m.config_name.c_str(), m.image_size, m.mask_size,
+                  m.num_queries, m.weights_source.c_str(), m.tvm_version.c_str(),
+                  m.target_kind.c_str(), m.device.c_str(), m.precision.c_str());
       for (const auto& [name, c] : m.components) std::printf(" %s", name.c_str());
       std::printf("\n");
       return 0;
@@ -100,7 +103,7 @@ int main(int argc, char** argv) {
       throw sam3::Error("empty text prompt");
     auto t0 = std::chrono::steady_clock::now();
     sam3::Image image = sam3::load_image(image_path);
-    sam3::Model model(bundle);
+    sam3::Model model(bundle, device);
     double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     sam3::ImageState state = model.encode(image);
     std::vector<sam3::Instance> found;

@@ -5,40 +5,38 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 
 import numpy as np
 
 from . import BUNDLE_SCHEMA_VERSION, __version__
 from . import components as C
+from . import targets
 from .errors import Sam3TvmError
 from .progress import step
+from .targets import TargetSpec, host_target  # noqa: F401 - host_target: public here
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 VOCAB = "bpe_simple_vocab_16e6.txt.gz"
+# GPU builds of these components compile with vectorisation off: TVM 0.27's CUDA
+# code generator emits `float2 v = make_ushort2(...)` (no conversion; nvcc
+# rejects it) for a vectorised select on the decoder's has_mask flag.
+GPU_NO_VECTORIZE = {"interactive_decoder"}
 
 
-def host_target(num_cores: int | None = None):
-    """LLVM target for this host: its triple and `mcpu`, and `num-cores`."""
-    import tvm
-
-    host = tvm.target.Target.from_device("cpu")
-    return tvm.target.Target({"kind": "llvm", "mtriple": str(host.attrs["mtriple"]),
-                              "mcpu": str(host.attrs["mcpu"]),
-                              "num-cores": int(num_cores or os.cpu_count() or 1)})
-
-
-def import_component(name: str, model, cfg):
+def import_component(name: str, model, cfg, no_float64: bool = False):
     """torch.export -> Relax. Returns (IRModule without params, params, param names)."""
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 
-    from .converters import CONVERTERS
+    from .converters import converters
     from .export import export_component
 
     ep, wrapper = export_component(name, model, cfg)
-    mod = from_exported_program(ep, keep_params_as_input=True, custom_convert_map=CONVERTERS)
+    mod = from_exported_program(ep, keep_params_as_input=True,
+                                custom_convert_map=converters(no_float64))
     num_input = int(mod["main"].attrs["num_input"])
     relax_names = [str(v.name) for v in mod["main"].params[num_input:]]
     placeholder_to_fqn = dict(ep.graph_signature.inputs_to_parameters)
@@ -50,26 +48,44 @@ def import_component(name: str, model, cfg):
     return mod, params["main"], names
 
 
-def compile_component(name: str, model, cfg, target, out_dir: str):
-    """Import, optimise and build one component; write `<name>.so`. Returns its manifest entry."""
+def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetSpec | None = None):
+    """Import, optimise and build one component; write its library (`<name>.so`;
+    Metal off macOS: `<name>.tar` of arm64 objects + `<name>.metal`, see
+    docs/gpu.md). Returns its manifest entry and its weights."""
     import tvm
 
     from . import pipeline
 
     from .lift import lift_params
 
-    mod, params, names = import_component(name, model, cfg)
+    spec = spec or TargetSpec()
+    # fp16 (ToMixedPrecision rejects float64) and Metal (no float64): converters.py
+    mod, params, names = import_component(
+        name, model, cfg, no_float64=spec.precision == "fp16" or spec.kind == "metal")
     mod, arrays, names = lift_params(name, mod, params, names)
-    mod = pipeline.optimize(mod, target)
+    mod = pipeline.optimize(mod, target, precision=spec.precision)
     dynamic = name == "interactive_decoder"
-    ex = tvm.compile(mod, target=target, relax_pipeline=pipeline.build_pipeline(dynamic))
+    config = {"tirx.disable_vectorize": True} if spec.is_gpu and name in GPU_NO_VECTORIZE else {}
+    with targets.cuda_compiler(spec, target), tvm.transform.PassContext(opt_level=3, config=config):
+        ex = tvm.compile(mod, target=target, relax_pipeline=pipeline.build_pipeline(dynamic))
     lib = f"{name}.so"
-    ex.export_library(os.path.join(out_dir, lib))
+    extra = {}
+    if spec.kind == "metal" and sys.platform != "darwin":
+        # No Mach-O linker for macOS here: ship the objects, link on the Mac
+        ex.export_library(os.path.join(out_dir, f"{name}.tar"))
+        with open(os.path.join(out_dir, f"{name}.metal"), "w") as f:
+            f.write(targets.device_source(ex))
+        lib = f"{name}.dylib"
+        extra = {"objects": f"{name}.tar", "kernel_source": f"{name}.metal"}
+    else:
+        if spec.kind == "metal":
+            lib = f"{name}.dylib"
+        ex.export_library(os.path.join(out_dir, lib))
     ins, outs = C.signature(name, cfg)
-    spec = lambda s: {"name": s.name, "shape": list(s.shape), "dtype": s.dtype}  # noqa: E731
+    spec_of = lambda s: {"name": s.name, "shape": list(s.shape), "dtype": s.dtype}  # noqa: E731
     entry = {"library": lib, "function": "main",
-             "inputs": [spec(s) for s in ins], "outputs": [spec(s) for s in outs],
-             "params": names, "param_shapes": [[int(d) for d in a.shape] for a in arrays]}
+             "inputs": [spec_of(s) for s in ins], "outputs": [spec_of(s) for s in outs],
+             "params": names, "param_shapes": [[int(d) for d in a.shape] for a in arrays], **extra}
     if dynamic:
         entry["dims"] = {"num_points": {"min": 1, "max": C.MAX_POINTS}}
     return entry, dict(zip(names, arrays))
@@ -87,8 +103,10 @@ def _check_out_dir(out_dir: str) -> None:
 
 
 def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, seed: int = 0,
-                   components: tuple[str, ...] = C.COMPONENTS, num_cores: int | None = None) -> dict:
-    """Build the model, compile `components` and write the bundle to `out_dir`."""
+                   components: tuple[str, ...] = C.COMPONENTS, num_cores: int | None = None,
+                   target: TargetSpec | None = None) -> dict:
+    """Build the model, compile `components` for `target` (default: this CPU) and
+    write the bundle to `out_dir`."""
     from safetensors.numpy import save_file
 
     from . import rope
@@ -96,9 +114,15 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
 
     if config not in CONFIGS:
         raise Sam3TvmError(f"unknown config {config!r}; choose one of {sorted(CONFIGS)}")
+    spec = target or targets.parse("cpu", num_cores=num_cores)
+    if num_cores is not None and spec.num_cores is None:
+        spec = targets.TargetSpec(spec.kind, spec.archs, spec.precision, num_cores)
+    targets.check_toolchain(spec)
     _check_out_dir(out_dir)
-    target = host_target(num_cores)
+    target = targets.tvm_target(spec)
     t0 = time.time()
+    print(f"[sam3-tvm] target {spec.kind}" + (f" {','.join(spec.archs)}" if spec.archs else "")
+          + f", {spec.precision}", file=sys.stderr, flush=True)
     with step(f"build {config} model" + (f" from {checkpoint}" if checkpoint else f" (seed {seed})")):
         model = build_model(config, checkpoint=checkpoint, seed=seed)
         rope.realify(model)
@@ -106,7 +130,7 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
     entries, weights = {}, {}
     for name in components:
         with step(f"compile {name}"):
-            entries[name], w = compile_component(name, model, cfg, target, out_dir)
+            entries[name], w = compile_component(name, model, cfg, target, out_dir, spec)
             weights.update(w)
     with step(f"write {WEIGHTS} ({sum(v.nbytes for v in weights.values()) / 2**20:.1f} MiB)"):
         save_file({k: np.ascontiguousarray(v) for k, v in weights.items()},
@@ -120,8 +144,7 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
                    "mask_size": cfg.mask_size, "context_length": cfg.context_length,
                    "max_boxes": C.MAX_BOXES, "max_points": C.MAX_POINTS},
         "weights_source": checkpoint or f"random(seed={seed})",
-        "target": {"kind": "llvm", "mtriple": str(target.attrs["mtriple"]),
-                   "mcpu": str(target.attrs["mcpu"]), "num_cores": int(target.attrs["num-cores"])},
+        "target": targets.manifest_block(spec, target),
         "preprocess": {"resize": [cfg.image_size, cfg.image_size], "interpolation": "bilinear",
                        "antialias": True, "scale": 1 / 255.0, "mean": [0.5] * 3, "std": [0.5] * 3},
         "tokenizer": {"vocab": VOCAB, "context_length": cfg.context_length,
@@ -163,6 +186,10 @@ def load_manifest(bundle: str) -> dict:
                            f"{_tvm_version()}; recompile the bundle")
     for name, entry in manifest.get("components", {}).items():
         lib = os.path.join(bundle, entry["library"])
+        if not os.path.isfile(lib) and entry.get("objects"):
+            raise Sam3TvmError(f"bundle file missing: {lib} (component {name}): this bundle was "
+                               "built off macOS; link its objects on a Mac first "
+                               "(scripts/link-metal-bundle.sh, docs/gpu.md)")
         if not os.path.isfile(lib):
             raise Sam3TvmError(f"bundle file missing: {lib} (component {name})")
     if not os.path.isfile(os.path.join(bundle, manifest.get("weights", WEIGHTS))):

@@ -25,10 +25,13 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_compile(args) -> int:
+    from . import targets
     from .build import compile_bundle
 
+    spec = targets.parse(args.target, arch=args.arch, precision=args.precision,
+                         num_cores=args.num_cores)
     manifest = compile_bundle(args.config, args.out, checkpoint=args.checkpoint, seed=args.seed,
-                              num_cores=args.num_cores)
+                              target=spec)
     print(f"wrote bundle {args.out} ({manifest['config']['name']}, "
           f"{len(manifest['components'])} components, {manifest['compile_seconds']} s)")
     return 0
@@ -77,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed for random weights (default 0)")
     s.add_argument("--num-cores", type=int, default=None, help="threads the code is built for "
                    "(default: this machine's cores)")
+    s.add_argument("--target", default="cpu", help="cpu (default: this machine), cuda, or "
+                   "metal (Apple silicon; off macOS: objects + kernel source, see docs/gpu.md)")
+    s.add_argument("--arch", help="cuda: comma-separated sm_XX list, e.g. sm_80,sm_90 "
+                   "(default sm_80); one fat binary per component, built with nvcc")
+    s.add_argument("--precision", default="fp32", help="fp32 (default) or fp16 (GPU targets: "
+                   "fp16 matmuls/convolutions; norms, softmax and residuals stay fp32)")
     s.add_argument("--out", required=True, help="bundle directory to write")
     s.set_defaults(func=cmd_compile)
 

@@ -105,33 +105,43 @@ def cat(node, importer):
     return importer.block_builder.emit(relax.op.concat(tensors, axis=axis))
 
 
-def native_group_norm(node, importer):
+def group_norm(stats_dtype: str = "float64"):
     """TVM's group_norm computes its statistics with plain fp32 sums: over a
     32-channel group of a 288x288 map (2.6M values, SAM 3's pixel decoder) that
     is 1.2e-3 relative error against a float64 reference (torch: 6e-8). Compute
-    mean and variance in float64 (two-pass), normalise, and return fp32."""
-    bb = importer.block_builder
-    x = importer.env[node.args[0]]
-    gamma = importer.env.get(node.args[1]) if node.args[1] is not None else None
-    beta = importer.env.get(node.args[2]) if node.args[2] is not None else None
-    groups, eps = int(node.args[6]), float(node.args[7])
-    shape = [int(d) for d in node.args[0].meta["val"].shape]
-    n, c = shape[0], shape[1]
-    dtype = _out_dtype(node) if not isinstance(node.meta["val"], (tuple, list)) else \
-        str(node.meta["val"][0].dtype).replace("torch.", "")
-    xg = bb.emit(relax.op.astype(bb.emit(relax.op.reshape(x, [n, groups, -1])), "float64"))
-    mean = bb.emit(relax.op.mean(xg, axis=[2], keepdims=True))
-    dev = bb.emit(relax.op.subtract(xg, mean))
-    var = bb.emit(relax.op.mean(bb.emit(relax.op.multiply(dev, dev)), axis=[2], keepdims=True))
-    rstd = bb.emit(relax.op.rsqrt(bb.emit(relax.op.add(var, relax.const(eps, "float64")))))
-    y = bb.emit(relax.op.astype(bb.emit(relax.op.multiply(dev, rstd)), dtype))
-    y = bb.emit(relax.op.reshape(y, shape))
-    affine = [1, c] + [1] * (len(shape) - 2)
-    if gamma is not None:
-        y = bb.emit(relax.op.multiply(y, bb.emit(relax.op.reshape(gamma, affine))))
-    if beta is not None:
-        y = bb.emit(relax.op.add(y, bb.emit(relax.op.reshape(beta, affine))))
-    return y
+    mean and variance in `stats_dtype` (two-pass), normalise, and return fp32.
+    float64 by default; fp16 and Metal builds use float32 (two-pass, still better
+    than the one-pass sums): ToMixedPrecision rejects float64, Metal has none."""
+
+    def native_group_norm(node, importer):
+        bb = importer.block_builder
+        x = importer.env[node.args[0]]
+        gamma = importer.env.get(node.args[1]) if node.args[1] is not None else None
+        beta = importer.env.get(node.args[2]) if node.args[2] is not None else None
+        groups, eps = int(node.args[6]), float(node.args[7])
+        shape = [int(d) for d in node.args[0].meta["val"].shape]
+        n, c = shape[0], shape[1]
+        dtype = _out_dtype(node) if not isinstance(node.meta["val"], (tuple, list)) else \
+            str(node.meta["val"][0].dtype).replace("torch.", "")
+        xg = bb.emit(relax.op.reshape(x, [n, groups, -1]))
+        xg = _as(importer, xg, stats_dtype)
+        mean = bb.emit(relax.op.mean(xg, axis=[2], keepdims=True))
+        dev = bb.emit(relax.op.subtract(xg, mean))
+        var = bb.emit(relax.op.mean(bb.emit(relax.op.multiply(dev, dev)), axis=[2], keepdims=True))
+        rstd = bb.emit(relax.op.rsqrt(bb.emit(relax.op.add(var, relax.const(eps, stats_dtype)))))
+        y = _as(importer, bb.emit(relax.op.multiply(dev, rstd)), dtype)
+        y = bb.emit(relax.op.reshape(y, shape))
+        affine = [1, c] + [1] * (len(shape) - 2)
+        if gamma is not None:
+            y = bb.emit(relax.op.multiply(y, bb.emit(relax.op.reshape(gamma, affine))))
+        if beta is not None:
+            y = bb.emit(relax.op.add(y, bb.emit(relax.op.reshape(beta, affine))))
+        return y
+
+    return native_group_norm
+
+
+native_group_norm = group_norm("float64")
 
 
 def convolution(node, importer):
@@ -174,3 +184,32 @@ CONVERTERS = {
     "select.int": select,
     "convolution.default": convolution,
 }
+
+
+def clamp_min_max(node, importer):
+    """`clamp(x, lo, hi)` as maximum/minimum with tensor constants. The stock
+    converter's `R.clip` takes its bounds as float64 scalars, which TVM's
+    ToMixedPrecision rejects ("Expected TensorType, but got T.float64"), and
+    Metal has no float64; used for those builds only, so other bundles keep the
+    stock lowering."""
+    args = importer.retrieve_args(node)
+    x = args[0]
+    lo = args[1] if len(args) > 1 else node.kwargs.get("min")
+    hi = args[2] if len(args) > 2 else node.kwargs.get("max")
+    dtype = _out_dtype(node)
+    bb = importer.block_builder
+    if lo is not None:
+        x = bb.emit(relax.op.maximum(x, _as(importer, lo, dtype)))
+    if hi is not None:
+        x = bb.emit(relax.op.minimum(x, _as(importer, hi, dtype)))
+    return x
+
+
+def converters(no_float64: bool = False) -> dict:
+    """The converter map; `no_float64`: the variants for builds that cannot use
+    float64 (fp16 mixed precision; Metal, which has no float64): GroupNorm
+    statistics in float32, clamp without float64 scalars."""
+    if not no_float64:
+        return dict(CONVERTERS)
+    return {**CONVERTERS, "native_group_norm.default": group_norm("float32"),
+            "clamp.default": clamp_min_max}

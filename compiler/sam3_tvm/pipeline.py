@@ -24,17 +24,34 @@ def build_pipeline(dynamic: bool = False):
     return tvm.transform.Sequential(passes)
 
 
-def optimize(mod: tvm.IRModule, target, schedule: bool = True) -> tvm.IRModule:
+def mixed_precision(mod: tvm.IRModule) -> tvm.IRModule:
+    """fp16 mixed precision (TVM's ToMixedPrecision, fp32 accumulation): matmul
+    and convolution inputs are cast to fp16 and their outputs stay fp32, so
+    LayerNorm, softmax, GroupNorm and the residual adds (which follow their
+    inputs' dtype) run in fp32. Weights stay fp32 in the bundle; the casts are
+    in the compiled code. `tests/python/test_gpu_codegen.py` checks the split."""
+    mod = transform.ConvertToDataflow()(mod)
+    return transform.ToMixedPrecision(out_dtype="float32")(mod)
+
+
+def optimize(mod: tvm.IRModule, target, schedule: bool = True,
+             precision: str = "fp32") -> tvm.IRModule:
     """Graph-level optimisation before build: legalise, fold constants, fuse;
-    then the default CPU schedules (`schedule.py`) for every kernel. On CPU,
-    softmax/GELU/sigmoid/exp are legalised with vectorisable math (`fastmath.py`)."""
+    then default schedules for every kernel: ours for CPU (`schedule.py`),
+    DLight for GPUs (`gpu_schedule.py`). On CPU, softmax/GELU/sigmoid/exp are
+    legalised with vectorisable math (`fastmath.py`)."""
     from . import fastmath
+    from .gpu_schedule import gpu_schedule
     from .schedule import default_cpu_schedule
 
+    if precision == "fp16":
+        mod = mixed_precision(mod)
     with target:
         if target.kind.name == "llvm":
             mod = fastmath.legalize()(mod)
         mod = relax.get_pipeline("zero")(mod)
         if schedule and target.kind.name == "llvm":
             mod = default_cpu_schedule()(mod)
+        elif schedule:
+            mod = gpu_schedule()(mod)
     return mod

@@ -20,6 +20,11 @@ class Bundle:
 
         self.path = path
         self.manifest = load_manifest(path)
+        device = self.manifest.get("target", {}).get("device", "cpu")
+        if device != "cpu":
+            raise Sam3TvmError(f"{path} is a {device} bundle; the Python reference runtime "
+                               "(sam3-tvm verify/run) runs CPU bundles only: use the C++ "
+                               f"runtime, `sam3 segment --device {device}` (docs/gpu.md)")
         weights = load_file(os.path.join(path, self.manifest["weights"]))
         self.dev = tvm.cpu(0)
         self.vms, self.params = {}, {}

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "device.h"
 #include "sam3/error.h"
 
 namespace sam3::detail {
@@ -59,15 +60,21 @@ void ensure_tvm_runtime() {
   if (!ok) throw Error("the TVM runtime (libtvm_runtime.so) is not loaded into this process");
 }
 
-Component::Component(const Manifest& manifest, const ComponentSpec& spec, const SafeTensors& weights)
-    : spec_(spec) {
+Component::Component(const Manifest& manifest, const ComponentSpec& spec, const SafeTensors& weights,
+                     DLDevice device)
+    : spec_(spec), device_(device) {
   ensure_tvm_runtime();
   const std::string path = manifest.path(spec.library);
   try {
     lib_ = ffi::Module::LoadFromFile(path);
     vm_ = (*lib_)->GetFunction("vm_load_executable").value()().cast<ffi::Module>();
-    // (device type, device id, allocator kind 2 = pooled), as the Python VM does for CPU
-    (*vm_)->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, 2);
+    // (device type, device id, allocator kind 2 = pooled) per device, as the Python VM
+    // does: the compute device, then the CPU as host device for a GPU
+    auto init = (*vm_)->GetFunction("vm_initialization").value();
+    if (device_.device_type == kDLCPU)
+      init(static_cast<int>(kDLCPU), 0, 2);
+    else
+      init(static_cast<int>(device_.device_type), device_.device_id, 2, static_cast<int>(kDLCPU), 0, 2);
     main_ = (*vm_)->GetFunction(spec.function).value();
   } catch (const Error&) {
     throw;
@@ -82,7 +89,7 @@ Component::Component(const Manifest& manifest, const ComponentSpec& spec, const 
     if (v.shape != spec.param_shapes[i])
       throw Error("weight " + name + " has shape " + shape_str(v.shape) + " but " + spec.library +
                   " was compiled for " + shape_str(spec.param_shapes[i]));
-    params_.push_back(tensor_from(v.shape, DLDataType{kDLFloat, 32, 1}, v.data));
+    params_.push_back(to_device(tensor_from(v.shape, DLDataType{kDLFloat, 32, 1}, v.data), device_));
     weights.release(v);  // load peak: one copy of the weights, not the copy plus the mapping
   }
 }
@@ -108,9 +115,12 @@ std::vector<ffi::Tensor> Component::run(const std::vector<ffi::Tensor>& inputs) 
       throw Error(spec_.name + "." + s.name + ": got " + shape_str(shape) + ", expected " +
                   shape_str(s.shape) + " " + s.dtype);
   }
+  std::vector<ffi::Tensor> on_device;
+  on_device.reserve(inputs.size());
+  for (const auto& t : inputs) on_device.push_back(to_device(t, device_));
   std::vector<ffi::AnyView> args;
   args.reserve(inputs.size() + params_.size());
-  for (const auto& t : inputs) args.emplace_back(t);
+  for (const auto& t : on_device) args.emplace_back(t);
   for (const auto& t : params_) args.emplace_back(t);
   ffi::Any rv;
   try {
@@ -119,7 +129,9 @@ std::vector<ffi::Tensor> Component::run(const std::vector<ffi::Tensor>& inputs) 
     throw Error(spec_.name + " failed: " + e.what());
   }
   auto outs = rv.cast<ffi::Array<ffi::Tensor>>();
-  return std::vector<ffi::Tensor>(outs.begin(), outs.end());
+  std::vector<ffi::Tensor> result;
+  for (const auto& t : outs) result.push_back(to_host(t));
+  return result;
 }
 
 }  // namespace sam3::detail

@@ -27,13 +27,17 @@ void ensure_tvm_runtime();
 
 class Component {
  public:
-  Component(const Manifest& manifest, const ComponentSpec& spec, const SafeTensors& weights);
+  // `device`: where the VM runs (parameters are copied there once, at load).
+  Component(const Manifest& manifest, const ComponentSpec& spec, const SafeTensors& weights,
+            DLDevice device = DLDevice{kDLCPU, 0});
   // Checks inputs against the manifest (count, dtype, shape, symbolic ranges) and runs.
+  // Inputs may live on the host or the device; outputs are host tensors.
   std::vector<ffi::Tensor> run(const std::vector<ffi::Tensor>& inputs) const;
   const ComponentSpec& spec() const { return spec_; }
 
  private:
   ComponentSpec spec_;
+  DLDevice device_;
   std::optional<ffi::Module> lib_, vm_;  // lib_ must outlive vm_ and main_
   std::optional<ffi::Function> main_;
   std::vector<ffi::Tensor> params_;

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "component.h"
+#include "device.h"
 #include "sam3/postprocess.h"
 #include "sam3/rle.h"
 #include "sam3/safetensors.h"
@@ -63,13 +64,17 @@ const float* fdata(const Tensor& t) { return static_cast<const float*>(t.data_pt
 
 }  // namespace
 
-Model::Model(const std::string& bundle_dir) : impl_(std::make_unique<Impl>()) {
+Model::Model(const std::string& bundle_dir, const std::string& device)
+    : impl_(std::make_unique<Impl>()) {
+  const DLDevice dev = detail::parse_device(device);
   impl_->manifest = load_manifest(bundle_dir);
   const Manifest& m = impl_->manifest;
+  detail::check_bundle_device(m.device, dev);
+  detail::ensure_device_runtime(dev);
   impl_->tokenizer = std::make_unique<Tokenizer>(m.path(m.vocab_file));
   SafeTensors weights(m.path(m.weights_file));
   for (const auto& [name, spec] : m.components)
-    impl_->components[name] = std::make_unique<Component>(m, spec, weights);
+    impl_->components[name] = std::make_unique<Component>(m, spec, weights, dev);
 }
 
 Model::~Model() = default;

@@ -23,12 +23,15 @@ struct ComponentSpec {
   std::vector<std::string> params;
   std::vector<std::vector<int64_t>> param_shapes;  // what the compiled code expects
   std::map<std::string, std::pair<int64_t, int64_t>> dims;  // symbolic dim -> [min, max]
+  std::string objects;  // Metal bundles built off macOS: the objects to link on a Mac
 };
 
 struct Manifest {
   std::string dir;
   int schema_version = 0;
   std::string tvm_version, config_name, weights_file, vocab_file, weights_source;
+  // target.kind (llvm, cuda, metal), target.device (cpu, cuda, metal), target.precision
+  std::string target_kind = "llvm", device = "cpu", precision = "fp32";
   int image_size = 0, mask_size = 0, num_queries = 0, context_length = 0;
   int max_boxes = 0, max_points = 0;
   std::vector<float> mean, std;

@@ -69,7 +69,11 @@ class ImageState {
 
 class Model {
  public:
-  explicit Model(const std::string& bundle_dir);
+  // `device`: "cpu" (default), "cuda" or "metal"; it must be the device the bundle
+  // was compiled for (manifest target.device). For "cuda" the TVM wheel's
+  // libtvm_runtime_cuda.so is loaded; without a GPU or driver this throws
+  // "CUDA could not be initialised: ...".
+  explicit Model(const std::string& bundle_dir, const std::string& device = "cpu");
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;

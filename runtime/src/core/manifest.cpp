@@ -77,6 +77,12 @@ Manifest load_manifest(const std::string& dir) {
     m.weights_file = j.at("weights").get<std::string>();
     m.vocab_file = j.at("tokenizer").at("vocab").get<std::string>();
     m.weights_source = j.value("weights_source", "");
+    if (j.contains("target")) {
+      const auto& t = j.at("target");
+      m.target_kind = t.value("kind", "llvm");
+      m.device = t.value("device", m.target_kind == "llvm" ? std::string("cpu") : m.target_kind);
+      m.precision = t.value("precision", "fp32");
+    }
     for (const auto& [name, e] : j.at("components").items()) {
       ComponentSpec s;
       s.name = name;
@@ -90,6 +96,7 @@ Manifest load_manifest(const std::string& dir) {
         throw Error("malformed " + path + ": component " + name + " lists " +
                     std::to_string(s.params.size()) + " params but " +
                     std::to_string(s.param_shapes.size()) + " shapes");
+      s.objects = e.value("objects", "");
       if (e.contains("dims")) {
         for (const auto& [d, r] : e.at("dims").items())
           s.dims[d] = {r.at("min").get<int64_t>(), r.at("max").get<int64_t>()};
@@ -102,6 +109,10 @@ Manifest load_manifest(const std::string& dir) {
     throw Error("malformed " + path + ": " + e.what());
   }
   for (const auto& [name, s] : m.components) {
+    if (!is_file(m.path(s.library)) && !s.objects.empty() && is_file(m.path(s.objects)))
+      throw Error("bundle file missing: " + m.path(s.library) + " (component " + name +
+                  "): this " + m.device + " bundle was built off macOS; link its objects on a "
+                  "Mac first (scripts/link-metal-bundle.sh, docs/gpu.md)");
     if (!is_file(m.path(s.library)))
       throw Error("bundle file missing: " + m.path(s.library) + " (component " + name + ")");
   }
