@@ -161,3 +161,14 @@ def test_kernel_equals_stride_transposed_conv_imports_as_matmul():
     ep = torch.export.export(m, (torch.randn(1, 6, 5, 7),))
     text = from_exported_program(ep, custom_convert_map=CONVERTERS).script()
     assert "conv2d_transpose" not in text and "R.matmul" in text
+
+
+@pytest.mark.parametrize("kernel,bias,padding", [(1, True, 0), (1, False, 0), (3, True, 1)])
+def test_convolution(kernel, bias, padding):
+    """1x1 convs take the matmul path; others the stock conv2d."""
+    torch.manual_seed(0)
+    m = torch.nn.Conv2d(6, 4, kernel, padding=padding, bias=bias).eval()
+    x = torch.randn(2, 6, 5, 7)
+    (out,) = _tvm_run(m, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(x).numpy(), rtol=1e-5, atol=1e-5)
