@@ -172,3 +172,16 @@ def test_convolution(kernel, bias, padding):
     (out,) = _tvm_run(m, x)
     with torch.no_grad():
         np.testing.assert_allclose(out, m(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,bias", [(3, True), (5, False)])
+def test_same_convolution_on_a_large_map_as_shifted_matmuls(kernel, bias):
+    from sam3_tvm.converters import SHIFTED_CONV_MIN_PIXELS
+
+    torch.manual_seed(1)
+    m = torch.nn.Conv2d(5, 4, kernel, padding=kernel // 2, bias=bias).eval()
+    x = torch.randn(1, 5, 64, 70)
+    assert 64 * 70 >= SHIFTED_CONV_MIN_PIXELS
+    (out,) = _tvm_run(m, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(x).numpy(), rtol=1e-5, atol=1e-5)
