@@ -185,3 +185,13 @@ def test_same_convolution_on_a_large_map_as_shifted_matmuls(kernel, bias):
     (out,) = _tvm_run(m, x)
     with torch.no_grad():
         np.testing.assert_allclose(out, m(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_patchify_convolution():
+    """stride == kernel, no padding (the ViT patch embedding): patches x matmul."""
+    torch.manual_seed(2)
+    m = torch.nn.Conv2d(3, 8, 4, stride=4).eval()
+    x = torch.randn(2, 3, 12, 20)
+    (out,) = _tvm_run(m, x)
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(x).numpy(), rtol=1e-5, atol=1e-5)
