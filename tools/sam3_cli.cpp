@@ -52,6 +52,7 @@ sam3::Point parse_point(const std::string& arg) {
 }
 
 void print_timings(const sam3::Model& model, double load_s) {
+  std::fprintf(stderr, "  %-16s %8d\n", "threads", model.num_threads());
   std::fprintf(stderr, "  %-16s %8.1f ms\n", "load bundle", load_s * 1e3);
   for (const auto& [stage, s] : model.timings())
     std::fprintf(stderr, "  %-16s %8.1f ms\n", stage.c_str(), s * 1e3);

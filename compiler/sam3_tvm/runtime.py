@@ -14,6 +14,10 @@ class Bundle:
     """Loads a bundle's libraries and weights; `run(component, *inputs)` -> list of numpy."""
 
     def __init__(self, path: str):
+        # TVM's default thread count is half the logical CPUs on x86 (1 on a 2-vCPU
+        # machine); use them all unless the user chose (as the C++ runtime does)
+        if "TVM_NUM_THREADS" not in os.environ and "OMP_NUM_THREADS" not in os.environ:
+            os.environ["TVM_NUM_THREADS"] = str(os.cpu_count() or 1)
         import tvm
         from safetensors.numpy import load_file
         from tvm import relax

@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <thread>
 
 #include "device.h"
 #include "sam3/error.h"
@@ -51,6 +53,16 @@ size_t numel(const ffi::Tensor& t) {
   size_t n = 1;
   for (int64_t d : t.shape()) n *= static_cast<size_t>(d);
   return n;
+}
+
+void default_thread_count() {
+  // TVM's thread pool sizes itself on first use from TVM_NUM_THREADS, else from half
+  // the logical CPUs on x86 (it assumes SMT siblings): on this project's 2-vCPU
+  // machines that is one thread and half the speed. Unless the user chose a count,
+  // use every logical CPU, as PyTorch does.
+  if (std::getenv("TVM_NUM_THREADS") || std::getenv("OMP_NUM_THREADS")) return;
+  unsigned n = std::thread::hardware_concurrency();
+  if (n > 0) setenv("TVM_NUM_THREADS", std::to_string(n).c_str(), 0);
 }
 
 void ensure_tvm_runtime() {

@@ -24,6 +24,8 @@ size_t numel(const ffi::Tensor& t);
 
 // Makes libtvm_runtime's symbols available before any bundle library is loaded.
 void ensure_tvm_runtime();
+// TVM_NUM_THREADS = all logical CPUs unless TVM_NUM_THREADS/OMP_NUM_THREADS is set.
+void default_thread_count();
 
 class Component {
  public:

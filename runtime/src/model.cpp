@@ -67,6 +67,7 @@ const float* fdata(const Tensor& t) { return static_cast<const float*>(t.data_pt
 Model::Model(const std::string& bundle_dir, const std::string& device)
     : impl_(std::make_unique<Impl>()) {
   const DLDevice dev = detail::parse_device(device);
+  detail::default_thread_count();  // before TVM's thread pool exists
   impl_->manifest = load_manifest(bundle_dir);
   const Manifest& m = impl_->manifest;
   detail::check_bundle_device(m.device, dev);
@@ -81,6 +82,11 @@ Model::~Model() = default;
 
 const Manifest& Model::manifest() const { return impl_->manifest; }
 const std::map<std::string, double>& Model::timings() const { return impl_->timings; }
+
+int Model::num_threads() const {
+  auto f = detail::ffi::Function::GetGlobal("runtime.NumThreads");
+  return f ? (*f)().cast<int>() : 1;
+}
 
 ImageState Model::encode(const Image& image) {
   const int S = impl_->manifest.image_size;

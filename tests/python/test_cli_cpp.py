@@ -1,12 +1,14 @@
 """The C++ `sam3` CLI: help, info, and one clear error (exit 1) for each kind of bad input."""
 import json
 import os
+import re
 import shutil
+import subprocess
 
 import pytest
 
 from conftest import SAMPLE
-from test_cli_parity import cli
+from test_cli_parity import CLI, cli
 
 
 def test_help_on_every_command():
@@ -104,3 +106,16 @@ def test_missing_image(tiny_bundle, tmp_path):
     r = cli("segment", "--bundle", tiny_bundle, "--image", str(tmp_path / "nope.jpg"), "--text", "cat",
             "--out", str(tmp_path))
     assert r.returncode == 1 and "nope.jpg" in r.stderr
+
+
+@pytest.mark.parametrize("env,expected", [(None, os.cpu_count()), ("1", 1)])
+def test_thread_count(tiny_bundle, tmp_path, env, expected):
+    """All logical CPUs by default (TVM alone would take half on x86); TVM_NUM_THREADS wins."""
+    e = {k: v for k, v in os.environ.items() if k not in ("TVM_NUM_THREADS", "OMP_NUM_THREADS")}
+    if env:
+        e["TVM_NUM_THREADS"] = env
+    r = subprocess.run([CLI, "segment", "--bundle", tiny_bundle, "--image", SAMPLE, "--point", "10,10",
+                        "--out", str(tmp_path), "--verbose"], capture_output=True, text=True,
+                       timeout=300, env=e)
+    assert r.returncode == 0, r.stderr
+    assert re.search(rf"threads\s+{expected}\n", r.stderr), r.stderr

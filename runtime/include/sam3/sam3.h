@@ -85,6 +85,8 @@ class Model {
   const Manifest& manifest() const;
   // Seconds spent per stage by the last calls (preprocess, image_encoder, tokenize, ...).
   const std::map<std::string, double>& timings() const;
+  // Threads TVM's kernels run on: TVM_NUM_THREADS, else every logical CPU.
+  int num_threads() const;
 
  private:
   struct Impl;
