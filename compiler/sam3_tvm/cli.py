@@ -55,6 +55,15 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from .tune import tune
+
+    comps = args.component or ["image_encoder"]
+    d = tune(args.config, comps, trials=args.trials, top=args.top, seed=args.seed, db=args.db)
+    print(f"tuning records in {d}; `sam3-tvm compile` applies them on this CPU family")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
@@ -105,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--single-mask", action="store_true", help="interactive: one mask, not the best of 3")
     s.add_argument("--out", required=True, help="output directory")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("tune", help="MetaSchedule search for the costliest kernels (database in tuning/)")
+    s.add_argument("--config", choices=["tiny", "full"], default="full")
+    s.add_argument("--component", action="append",
+                   choices=["image_encoder", "text_encoder", "grounding_head", "interactive_decoder"],
+                   help="component(s) to tune (repeatable; default image_encoder)")
+    s.add_argument("--trials", type=int, default=32, help="candidates measured per kernel (default 32)")
+    s.add_argument("--top", type=int, default=4, help="kernels per component, heaviest first (default 4)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--db", help="database directory (default: $SAM3_TVM_TUNING_DB or tuning/<mcpu>)")
+    s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("bench", help="time a bundle (C++ runtime) against PyTorch eager, interleaved")
     s.add_argument("--bundle", required=True)

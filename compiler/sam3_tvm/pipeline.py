@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import tvm
 from tvm import relax
 from tvm.relax import backend, transform
@@ -35,7 +37,7 @@ def mixed_precision(mod: tvm.IRModule) -> tvm.IRModule:
 
 
 def optimize(mod: tvm.IRModule, target, schedule: bool = True,
-             precision: str = "fp32") -> tvm.IRModule:
+             precision: str = "fp32", use_tuning: bool = True) -> tvm.IRModule:
     """Graph-level optimisation before build: legalise, fold constants, fuse;
     then default schedules for every kernel: ours for CPU (`schedule.py`),
     DLight for GPUs (`gpu_schedule.py`). On CPU, softmax/GELU/sigmoid/exp are
@@ -46,9 +48,14 @@ def optimize(mod: tvm.IRModule, target, schedule: bool = True,
 
     if precision == "fp16":
         mod = mixed_precision(mod)
-    with target:
+    from .tune import open_database
+
+    db = open_database(target) if use_tuning and target.kind.name == "llvm" else None
+    with target, (db if db is not None else contextlib.nullcontext()):
         if target.kind.name == "llvm":
             mod = fastmath.legalize()(mod)
+        # applies the tuning database's records (`sam3-tvm tune`) to the kernels it
+        # knows; our rules below schedule only what is still unscheduled
         mod = relax.get_pipeline("zero")(mod)
         if schedule and target.kind.name == "llvm":
             mod = default_cpu_schedule()(mod)
