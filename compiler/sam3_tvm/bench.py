@@ -382,7 +382,8 @@ def plot(report: dict, path: str) -> None:
         lo = [m - r[side]["min"] * 1e3 for m, (_, r) in zip(med, items)]
         hi = [r[side]["max"] * 1e3 - m for m, (_, r) in zip(med, items)]
         ax.barh(y + off, med, 0.4, xerr=[lo, hi], color=color,
-                label="TVM (C++ runtime)" if side == "tvm" else "PyTorch eager fp32")
+                label="TVM (C++ runtime; linear rows: Python VM)" if side == "tvm"
+                else "PyTorch eager fp32")
     ax.set_xscale("log")
     ax.set_yticks(y, names)
     ax.invert_yaxis()
