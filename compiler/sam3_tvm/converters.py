@@ -145,101 +145,104 @@ native_group_norm = group_norm("float64")
 
 
 def convolution(node, importer):
-    """`aten.convolution` (what export decomposes every conv to). A transposed conv
-    whose kernel equals its stride (SAM 3's FPN neck: 2x2, stride 2) writes each
-    output pixel from exactly one input pixel: it is a matmul [N*H*W, Ci] x
-    [Ci, Co*kh*kw] and a pixel shuffle. TVM lowers it as a convolution over a
-    zero-dilated input instead (3/4 of the multiply-adds hit zeros, and the
-    dilated input defeats the conv schedule): 2.7 s vs 0.1-0.2 s in PyTorch for
-    one 1024->512 layer at 72x72. 1x1 convolutions become matmuls as well
-    (`_pointwise_conv`), "same" convolutions on large maps shifted matmuls
-    (`_shifted_matmul_conv`); every other convolution keeps the stock path."""
+    """`aten.convolution` (what export decomposes every conv to). Four shapes SAM 3
+    uses are imported as matmuls, which the GEMM rule runs near peak; every other
+    convolution keeps the stock path:
+
+    - transposed, kernel == stride (FPN neck, 2x2 s2): `_unshuffle_matmul`;
+    - 1x1: `_pointwise_matmul`;
+    - kernel == stride, no padding (ViT patch embedding): `_patchify_matmul`;
+    - stride-1 "same" on a large map (3x3 in the neck / pixel decoder): `_shifted_matmuls`.
+    """
     args = importer.retrieve_args(node)
     x, w = args[0], args[1]
     bias = args[2] if len(args) > 2 else None
     pair = lambda v: tuple(int(e) for e in v) if isinstance(v, (list, tuple)) else (int(v),) * 2  # noqa: E731
     stride, padding, dilation = pair(args[3]), pair(args[4]), pair(args[5])
     transposed, out_pad, groups = bool(args[6]), pair(args[7]), int(args[8])
-    if len(node.args[0].meta["val"].shape) != 4:
+    if len(node.args[0].meta["val"].shape) != 4 or groups != 1 or dilation != (1, 1):
         return importer._convolution(node)
-    if not transposed:
-        k = tuple(int(d) for d in node.args[1].meta["val"].shape[2:])
-        if k == (1, 1):
-            return _pointwise_conv(node, importer, x, w, bias, stride, padding, dilation, groups)
-        if k == stride and not any(padding) and groups == 1 and dilation == (1, 1):
-            return _patchify_conv(node, importer, x, w, bias)
-        return _shifted_matmul_conv(node, importer, x, w, bias, stride, padding, dilation, groups)
-    ci, co, kh, kw = (int(d) for d in node.args[1].meta["val"].shape)
     n, _, h, wd = (int(d) for d in node.args[0].meta["val"].shape)
-    if (kh, kw) != stride or any(padding) or any(out_pad) or groups != 1 or dilation != (1, 1):
-        return importer._convolution(node)
+    wshape = tuple(int(d) for d in node.args[1].meta["val"].shape)
+    k = wshape[2:]
     bb = importer.block_builder
+    if transposed:
+        lower = _unshuffle_matmul if k == stride and not any(padding) and not any(out_pad) else None
+        co = wshape[1]
+    else:
+        co = wshape[0]
+        if k == (1, 1) and stride == (1, 1) and not any(padding):
+            lower = _pointwise_matmul
+        elif k == stride and not any(padding) and h % k[0] == 0 and wd % k[1] == 0:
+            lower = _patchify_matmul
+        elif (stride == (1, 1) and k == (2 * padding[0] + 1, 2 * padding[1] + 1)
+              and h * wd >= SHIFTED_CONV_MIN_PIXELS):
+            lower = _shifted_matmuls
+        else:
+            lower = None
+    if lower is None:
+        return importer._convolution(node)
+    y = lower(bb, x, w, wshape, (n, h, wd), padding)
+    if bias is not None:
+        y = bb.emit(relax.op.add(y, bb.emit(relax.op.reshape(bias, [1, co, 1, 1]))))
+    return y
+
+
+def _unshuffle_matmul(bb, x, w, wshape, nhw, padding):
+    """A transposed conv whose kernel equals its stride writes each output pixel from
+    exactly one input pixel: a matmul [N*H*W, Ci] x [Ci, Co*kh*kw] and a pixel
+    shuffle. TVM lowers it as a convolution over a zero-dilated input instead (3/4
+    of the multiply-adds hit zeros, and the dilated input defeats the conv
+    schedule): 2.7 s vs 0.1-0.2 s in PyTorch for one 1024->512 layer at 72x72."""
+    ci, co, kh, kw = wshape
+    n, h, wd = nhw
     rows = bb.emit(relax.op.reshape(bb.emit(relax.op.permute_dims(x, [0, 2, 3, 1])), [n * h * wd, ci]))
     y = bb.emit(relax.op.matmul(rows, bb.emit(relax.op.reshape(w, [ci, co * kh * kw]))))
     y = bb.emit(relax.op.reshape(y, [n, h, wd, co, kh, kw]))
     y = bb.emit(relax.op.permute_dims(y, [0, 3, 1, 4, 2, 5]))
-    y = bb.emit(relax.op.reshape(y, [n, co, h * kh, wd * kw]))
-    if bias is not None:
-        y = bb.emit(relax.op.add(y, bb.emit(relax.op.reshape(bias, [1, co, 1, 1]))))
-    return y
+    return bb.emit(relax.op.reshape(y, [n, co, h * kh, wd * kw]))
 
 
-def _pointwise_conv(node, importer, x, w, bias, stride, padding, dilation, groups):
-    """A 1x1 convolution (stride 1, no padding) in NCHW is W[Co,Ci] @ X[Ci,H*W] per
-    image: a plain matmul whose output is already NCHW. The conv schedule managed
-    16 GFLOP/s on SAM 3's 256->256 1x1 at 288x288, the matmul rule ~200."""
-    co, ci, kh, kw = (int(d) for d in node.args[1].meta["val"].shape)
-    n, _, h, wd = (int(d) for d in node.args[0].meta["val"].shape)
-    if (kh, kw) != (1, 1) or stride != (1, 1) or any(padding) or groups != 1:
-        return importer._convolution(node)
-    bb = importer.block_builder
+def _pointwise_matmul(bb, x, w, wshape, nhw, padding):
+    """A 1x1 convolution in NCHW is W[Co,Ci] @ X[Ci,H*W] per image: a plain matmul
+    whose output is already NCHW. The conv schedule managed 16 GFLOP/s on SAM 3's
+    256->256 1x1 at 288x288, the matmul rule ~200."""
+    co, ci = wshape[:2]
+    n, h, wd = nhw
     y = bb.emit(relax.op.matmul(bb.emit(relax.op.reshape(w, [co, ci])),
                                 bb.emit(relax.op.reshape(x, [n, ci, h * wd]))))
-    y = bb.emit(relax.op.reshape(y, [n, co, h, wd]))
-    if bias is not None:
-        y = bb.emit(relax.op.add(y, bb.emit(relax.op.reshape(bias, [1, co, 1, 1]))))
-    return y
+    return bb.emit(relax.op.reshape(y, [n, co, h, wd]))
 
 
-def _patchify_conv(node, importer, x, w, bias):
+def _patchify_matmul(bb, x, w, wshape, nhw, padding):
     """A convolution whose stride equals its kernel (the ViT's 14x14 patch embedding)
     reads every input pixel once: cut the image into patches and multiply by the
     flattened kernel, [N*Ho*Wo, Ci*kh*kw] x [Ci*kh*kw, Co]. As TVM's conv2d with our
     schedule, the full model's patch embedding (6.2 GFLOP) took 0.64 s."""
-    co, ci, kh, kw = (int(d) for d in node.args[1].meta["val"].shape)
-    n, _, h, wd = (int(d) for d in node.args[0].meta["val"].shape)
-    if h % kh or wd % kw:
-        return importer._convolution(node)
+    co, ci, kh, kw = wshape
+    n, h, wd = nhw
     ho, wo = h // kh, wd // kw
-    bb = importer.block_builder
     p = bb.emit(relax.op.reshape(x, [n, ci, ho, kh, wo, kw]))
     p = bb.emit(relax.op.permute_dims(p, [0, 2, 4, 1, 3, 5]))
     p = bb.emit(relax.op.reshape(p, [n * ho * wo, ci * kh * kw]))
     y = bb.emit(relax.op.matmul(p, bb.emit(relax.op.permute_dims(
         bb.emit(relax.op.reshape(w, [co, ci * kh * kw]))))))
-    y = bb.emit(relax.op.permute_dims(bb.emit(relax.op.reshape(y, [n, ho, wo, co])), [0, 3, 1, 2]))
-    if bias is not None:
-        y = bb.emit(relax.op.add(y, bb.emit(relax.op.reshape(bias, [1, co, 1, 1]))))
-    return y
+    return bb.emit(relax.op.permute_dims(bb.emit(relax.op.reshape(y, [n, ho, wo, co])), [0, 3, 1, 2]))
 
 
 SHIFTED_CONV_MIN_PIXELS = 64 * 64
 
 
-def _shifted_matmul_conv(node, importer, x, w, bias, stride, padding, dilation, groups):
+def _shifted_matmuls(bb, x, w, wshape, nhw, padding):
     """A stride-1 "same" convolution on a large map as kh*kw matmuls over shifted
     windows of the padded input, flattened with the padded row stride: tap (i, j)
     reads x_pad[ci, r*(W+2p) + c + i*(W+2p) + j], one contiguous window per tap.
     Each output row then has 2p extra columns, dropped at the end. SAM 3's 3x3
     256->256 convs at 288x288 (FPN neck, pixel decoder): 1.48 s as TVM's conv2d
-    with our schedule, ~0.7 s this way (torch/oneDNN 0.27 s)."""
-    co, ci, kh, kw = (int(d) for d in node.args[1].meta["val"].shape)
-    n, _, h, wd = (int(d) for d in node.args[0].meta["val"].shape)
+    with our schedule, 0.59 s this way (torch/oneDNN 0.26 s)."""
+    co, ci, kh, kw = wshape
+    n, h, wd = nhw
     ph, pw = padding
-    if (stride != (1, 1) or dilation != (1, 1) or groups != 1 or (kh, kw) != (2 * ph + 1, 2 * pw + 1)
-            or h * wd < SHIFTED_CONV_MIN_PIXELS):
-        return importer._convolution(node)
-    bb = importer.block_builder
     row = wd + 2 * pw
     # one extra padded row at the bottom keeps the last tap's window in bounds
     xp = bb.emit(relax.op.nn.pad(x, [0, 0, 0, 0, ph, ph + 1, pw, pw]))
@@ -255,10 +258,7 @@ def _shifted_matmul_conv(node, importer, x, w, bias, stride, padding, dilation, 
             y = bb.emit(relax.op.matmul(tap, win))
             acc = y if acc is None else bb.emit(relax.op.add(acc, y))
     y = bb.emit(relax.op.reshape(acc, [n, co, h, row]))
-    y = bb.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[wd]))
-    if bias is not None:
-        y = bb.emit(relax.op.add(y, bb.emit(relax.op.reshape(bias, [1, co, 1, 1]))))
-    return y
+    return bb.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[wd]))
 
 
 CONVERTERS = {

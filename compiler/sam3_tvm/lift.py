@@ -55,9 +55,10 @@ def _sources(func: relax.Function, names: list[str]):
 MAX_GROWTH = 1.1  # lift only when the stored weights grow by at most 10%
 
 
-def _nbytes(ty) -> int:
-    n = int(np.prod([int(d) for d in ty.shape])) if ty.shape else 1
-    return n * tvm.DataType(ty.dtype).bits // 8
+def _nbytes(t) -> int:
+    """Bytes of a tensor or a tensor type, from its shape and dtype (no copy)."""
+    n = int(np.prod([int(d) for d in t.shape])) if len(t.shape) else 1
+    return n * tvm.DataType(str(t.dtype)).bits // 8
 
 
 def lift_params(component: str, mod: tvm.IRModule, params: list, names: list[str]):
@@ -70,7 +71,7 @@ def lift_params(component: str, mod: tvm.IRModule, params: list, names: list[str
         return mod, [p.numpy() for p in params], names
     tp = lifted[tp_name]
     out_bytes = sum(_nbytes(f) for f in tp.ret_ty.fields)
-    in_bytes = sum(p.numpy().nbytes for p in params)
+    in_bytes = sum(_nbytes(p) for p in params)
     if out_bytes > MAX_GROWTH * in_bytes:
         # some weight-only result is bigger than the weights (the grounding head
         # precomputes position tables per image token): keep computing per call
