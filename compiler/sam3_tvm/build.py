@@ -62,6 +62,11 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
     # fp16 (ToMixedPrecision rejects float64) and Metal (no float64): converters.py
     mod, params, names = import_component(
         name, model, cfg, no_float64=spec.precision == "fp16" or spec.kind == "metal")
+    if spec.precision == "bf16":
+        # before lifting, so the weights are packed to bf16 at compile time
+        from .bf16 import bf16_linears
+
+        mod = bf16_linears(mod)
     mod, arrays, names = lift_params(name, mod, params, names)
     mod = pipeline.optimize(mod, target, precision=spec.precision)
     dynamic = name == "interactive_decoder"
@@ -80,12 +85,14 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
     else:
         if spec.kind == "metal":
             lib = f"{name}.dylib"
-        ex.export_library(os.path.join(out_dir, lib))
+        # -O3 for the C micro-kernels of bf16 bundles (bf16.py); nothing else is C
+        ex.export_library(os.path.join(out_dir, lib), options=["-O3"])
     ins, outs = C.signature(name, cfg)
     spec_of = lambda s: {"name": s.name, "shape": list(s.shape), "dtype": s.dtype}  # noqa: E731
     entry = {"library": lib, "function": "main",
              "inputs": [spec_of(s) for s in ins], "outputs": [spec_of(s) for s in outs],
-             "params": names, "param_shapes": [[int(d) for d in a.shape] for a in arrays], **extra}
+             "params": names, "param_shapes": [[int(d) for d in a.shape] for a in arrays],
+             "param_dtypes": [str(a.dtype) for a in arrays], **extra}
     if dynamic:
         entry["dims"] = {"num_points": {"min": 1, "max": C.MAX_POINTS}}
     return entry, dict(zip(names, arrays))

@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "metal (Apple silicon; off macOS: objects + kernel source, see docs/gpu.md)")
     s.add_argument("--arch", help="cuda: comma-separated sm_XX list, e.g. sm_80,sm_90 "
                    "(default sm_80); one fat binary per component, built with nvcc")
-    s.add_argument("--precision", default="fp32", help="fp32 (default) or fp16 (GPU targets: "
-                   "fp16 matmuls/convolutions; norms, softmax and residuals stay fp32)")
+    s.add_argument("--precision", default="fp32", help="fp32 (default); fp16 (GPU targets: "
+                   "fp16 matmuls/convolutions; norms, softmax and residuals stay fp32); bf16 (CPU "
+                   "with AVX512_BF16: linear layers in bf16 with fp32 accumulation, the rest fp32)")
     s.add_argument("--out", required=True, help="bundle directory to write")
     s.set_defaults(func=cmd_compile)
 

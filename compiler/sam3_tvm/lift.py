@@ -13,7 +13,7 @@ little compute for a lot of memory and bundle size.
 
 Naming: a weight the transform passes through keeps its state-dict name (shared
 between components, stored once); a computed one is named `<source>:<op>` after
-the weight it derives from (e.g. `...mlp.fc1.weight:permute_dims`), or
+the weight it derives from and the ops applied (e.g. `...mlp.fc1.weight:permute_dims`), or
 `<component>:lifted<k>` when it has no single source.
 """
 
@@ -37,18 +37,37 @@ def _sources(func: relax.Function, names: list[str]):
             return int(v.index)
         return None
 
+    def op_name(v):
+        if isinstance(v.args[0], tvm.ir.GlobalVar):  # call_tir(func, (args...), ...)
+            return v.args[0].name_hint
+        return v.op.name.split(".")[-1] if hasattr(v.op, "name") else "expr"
+
+    def source(expr, depth=0):
+        """(weight index, op chain) a computed value derives from, following first operands."""
+        idx = param_index(expr)
+        v = bind.get(expr, expr)
+        if idx is not None:
+            return idx, []
+        if depth > 8 or not isinstance(v, relax.Call) or not v.args:
+            return None, []
+        first = v.args[0]
+        if isinstance(first, tvm.ir.GlobalVar):
+            first = v.args[1].fields[0] if len(v.args) > 1 and v.args[1].fields else None
+        if first is None:
+            return None, []
+        idx, chain = source(first, depth + 1)
+        return idx, chain + [op_name(v)]
+
     out = []
     for f in fields:
         idx = param_index(f)
         if idx is not None:
             out.append(("pass", names[idx]))
             continue
-        v = bind.get(f, f)
-        src = None
-        if isinstance(v, relax.Call) and v.args:
-            src = param_index(v.args[0])
-        op = v.op.name.split(".")[-1] if isinstance(v, relax.Call) and hasattr(v.op, "name") else "expr"
-        out.append(("computed", f"{names[src]}:{op}" if src is not None else None))
+        src, chain = source(f)
+        # the whole op chain in the name: components share the weights file, so two
+        # different computations from one weight must not get one name
+        out.append(("computed", ":".join([names[src]] + chain) if src is not None else None))
     return out
 
 
@@ -78,7 +97,14 @@ def lift_params(component: str, mod: tvm.IRModule, params: list, names: list[str
         return mod, [p.numpy() for p in params], names
     sources = _sources(tp, names)
     target = host_target()
-    ex = tvm.compile(tvm.IRModule({"main": tp.with_attr("global_symbol", "main")}), target=target)
+    # the transform function and the TIR kernels it calls (bf16.py's weight packing)
+    # (keyed by the same GlobalVars: the transform's call_tir refer to them)
+    called = {b.value.args[0] for blk in tp.body.blocks for b in blk.bindings
+              if isinstance(b.value, relax.Call) and b.value.args
+              and isinstance(b.value.args[0], tvm.ir.GlobalVar)}
+    funcs = {gv: f for gv, f in lifted.functions.items() if gv in called}
+    funcs[tvm.ir.GlobalVar("main")] = tp.with_attr("global_symbol", "main")
+    ex = tvm.compile(tvm.IRModule(funcs), target=target)
     vm = relax.VirtualMachine(ex, tvm.cpu())
     outs = vm["main"](list(params))
     arrays, new_names, seen = [], [], set()
@@ -89,5 +115,6 @@ def lift_params(component: str, mod: tvm.IRModule, params: list, names: list[str
         seen.add(name)
         arrays.append(np.ascontiguousarray(arr.numpy()))
         new_names.append(name)
-    main_only = tvm.IRModule({gv: f for gv, f in lifted.functions.items() if gv.name_hint != tp_name})
+    main_only = tvm.IRModule({gv: f for gv, f in lifted.functions.items() if gv.name_hint != tp_name},
+                             attrs=lifted.attrs)  # (external_mods: bf16.py's C kernels)
     return main_only, arrays, new_names

@@ -10,6 +10,15 @@ from .build import load_manifest
 from .errors import Sam3TvmError
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has AVX512_BF16 (Linux: /proc/cpuinfo flags)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " avx512_bf16" in line for line in f)
+    except OSError:
+        return False
+
+
 class Bundle:
     """Loads a bundle's libraries and weights; `run(component, *inputs)` -> list of numpy."""
 
@@ -29,6 +38,9 @@ class Bundle:
             raise Sam3TvmError(f"{path} is a {device} bundle; the Python reference runtime "
                                "(sam3-tvm verify/run) runs CPU bundles only: use the C++ "
                                f"runtime, `sam3 segment --device {device}` (docs/gpu.md)")
+        if self.manifest.get("target", {}).get("precision") == "bf16" and not cpu_has_bf16():
+            raise Sam3TvmError(f"{path} was compiled with --precision bf16, which needs a CPU "
+                               "with AVX512_BF16 (this one has none); compile an fp32 bundle")
         weights = load_file(os.path.join(path, self.manifest["weights"]))
         self.dev = tvm.cpu(0)
         self.vms, self.params = {}, {}

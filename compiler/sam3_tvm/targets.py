@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .errors import Sam3TvmError
 
 KINDS = ("cpu", "cuda", "metal")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "bf16")
 DEFAULT_CUDA_ARCH = "sm_80"
 # Apple silicon host code: the triple macOS clang uses on arm64, M1 as the
 # baseline CPU (every later Apple chip runs it).
@@ -24,7 +24,7 @@ _SM = re.compile(r"^sm_(\d{2,3})$")
 class TargetSpec:
     kind: str = "cpu"              # cpu | cuda | metal
     archs: tuple[str, ...] = ()    # cuda: sm_XX, first one is the TVM target's arch
-    precision: str = "fp32"        # fp32 | fp16 (mixed: see pipeline.mixed_precision)
+    precision: str = "fp32"        # fp32 | fp16 (GPU, pipeline.mixed_precision) | bf16 (CPU, bf16.py)
     num_cores: int | None = None   # cpu: threads the code is built for
 
     @property
@@ -55,7 +55,9 @@ def parse(kind: str = "cpu", arch: str | None = None, precision: str = "fp32",
     elif arch:
         raise Sam3TvmError(f"--arch applies to --target cuda only (got --target {kind})")
     if precision == "fp16" and kind == "cpu":
-        raise Sam3TvmError("--precision fp16 is for GPU targets (cuda, metal); CPU bundles are fp32")
+        raise Sam3TvmError("--precision fp16 is for GPU targets (cuda, metal); on CPU use fp32 or bf16")
+    if precision == "bf16" and kind != "cpu":
+        raise Sam3TvmError("--precision bf16 is for --target cpu (AVX512_BF16); GPU targets take fp16")
     if num_cores is not None and num_cores < 1:
         raise Sam3TvmError(f"--num-cores must be at least 1, got {num_cores}")
     return TargetSpec(kind, archs, precision, num_cores)

@@ -35,6 +35,7 @@ DLDataType dtype_of(const std::string& name) {
   if (name == "int64") return DLDataType{kDLInt, 64, 1};
   if (name == "int32") return DLDataType{kDLInt, 32, 1};
   if (name == "bool") return DLDataType{kDLBool, 8, 1};
+  if (name == "uint16") return DLDataType{kDLUInt, 16, 1};
   throw Error("unsupported dtype in manifest: " + name);
 }
 
@@ -97,11 +98,16 @@ Component::Component(const Manifest& manifest, const ComponentSpec& spec, const 
   for (size_t i = 0; i < spec.params.size(); ++i) {
     const std::string& name = spec.params[i];
     const TensorView& v = weights.get(name);
-    if (v.dtype != "F32") throw Error("weight " + name + " has dtype " + v.dtype + ", expected F32");
+    // safetensors dtype codes for the manifest's param dtypes
+    const std::string& want = spec.param_dtypes[i];
+    const std::string st = want == "float32" ? "F32" : want == "uint16" ? "U16" : "";
+    if (st.empty()) throw Error("weight " + name + " has unsupported dtype " + want + " in manifest");
+    if (v.dtype != st)
+      throw Error("weight " + name + " has dtype " + v.dtype + ", expected " + st);
     if (v.shape != spec.param_shapes[i])
       throw Error("weight " + name + " has shape " + shape_str(v.shape) + " but " + spec.library +
                   " was compiled for " + shape_str(spec.param_shapes[i]));
-    params_.push_back(to_device(tensor_from(v.shape, DLDataType{kDLFloat, 32, 1}, v.data), device_));
+    params_.push_back(to_device(tensor_from(v.shape, dtype_of(want), v.data), device_));
     weights.release(v);  // load peak: one copy of the weights, not the copy plus the mapping
   }
 }

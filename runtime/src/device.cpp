@@ -82,6 +82,15 @@ void check_bundle_device(const std::string& bundle_device, DLDevice dev) {
                 " or recompile it (sam3-tvm compile --target ...)");
 }
 
+void check_cpu_precision(const std::string& precision) {
+  if (precision != "bf16") return;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("avx512bf16")) return;
+#endif
+  throw Error("this bundle was compiled with --precision bf16, which needs a CPU with AVX512_BF16 "
+              "(this one has none); compile an fp32 bundle for this machine");
+}
+
 void ensure_device_runtime(DLDevice dev) {
   if (dev.device_type == kDLCPU) return;
   static std::mutex mu;

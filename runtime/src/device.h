@@ -23,6 +23,10 @@ void check_bundle_device(const std::string& bundle_device, DLDevice dev);
 // Throws "CUDA could not be initialised: ..." with the reason (dlerror()).
 void ensure_device_runtime(DLDevice dev);
 
+// bf16 bundles run AVX512_BF16 instructions: refuse them on CPUs without it
+// (they would die of SIGILL in the first linear layer).
+void check_cpu_precision(const std::string& precision);
+
 // Copies between host and `dev` (no-ops returning the input when dev is the CPU).
 tvm::ffi::Tensor to_device(const tvm::ffi::Tensor& host, DLDevice dev);
 tvm::ffi::Tensor to_host(const tvm::ffi::Tensor& t);

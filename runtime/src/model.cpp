@@ -72,6 +72,7 @@ Model::Model(const std::string& bundle_dir, const std::string& device)
   const Manifest& m = impl_->manifest;
   detail::check_bundle_device(m.device, dev);
   detail::ensure_device_runtime(dev);
+  if (dev.device_type == kDLCPU) detail::check_cpu_precision(m.precision);
   impl_->tokenizer = std::make_unique<Tokenizer>(m.path(m.vocab_file));
   SafeTensors weights(m.path(m.weights_file));
   for (const auto& [name, spec] : m.components)

@@ -22,6 +22,7 @@ struct ComponentSpec {
   std::vector<TensorSpec> inputs, outputs;
   std::vector<std::string> params;
   std::vector<std::vector<int64_t>> param_shapes;  // what the compiled code expects
+  std::vector<std::string> param_dtypes;  // float32, or uint16 (bf16 bits, bf16 bundles)
   std::map<std::string, std::pair<int64_t, int64_t>> dims;  // symbolic dim -> [min, max]
   std::string objects;  // Metal bundles built off macOS: the objects to link on a Mac
 };

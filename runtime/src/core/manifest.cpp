@@ -96,6 +96,12 @@ Manifest load_manifest(const std::string& dir) {
         throw Error("malformed " + path + ": component " + name + " lists " +
                     std::to_string(s.params.size()) + " params but " +
                     std::to_string(s.param_shapes.size()) + " shapes");
+      s.param_dtypes = e.value("param_dtypes",
+                               std::vector<std::string>(s.params.size(), "float32"));
+      if (s.param_dtypes.size() != s.params.size())
+        throw Error("malformed " + path + ": component " + name + " lists " +
+                    std::to_string(s.params.size()) + " params but " +
+                    std::to_string(s.param_dtypes.size()) + " param dtypes");
       s.objects = e.value("objects", "");
       if (e.contains("dims")) {
         for (const auto& [d, r] : e.at("dims").items())

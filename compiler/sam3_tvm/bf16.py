@@ -1,0 +1,273 @@
+"""bf16 linear layers for CPUs with AVX512_BF16 (`--precision bf16`).
+
+Every `x @ W` whose W comes from the weights becomes one kernel that rounds x
+to bf16 and multiplies it with a pre-packed bf16 W on `vdpbf16ps`, which does
+two multiply-adds per fp32 lane per instruction (twice the fp32 FMA rate) and
+accumulates in fp32. Everything else (norms, softmax, attention, convolutions,
+residuals) stays fp32.
+
+Why a C micro-kernel: TVM 0.27 cannot hand a `<32 x bfloat>` vector to an LLVM
+intrinsic (its bf16 legalisation rewrites bf16 values to fp32 or uint16 first, and
+the LLVM codegen crashes when the legalisation is skipped). So the 6x64 register
+tile is C with the AVX-512 BF16 intrinsics, compiled into each component's
+library (a C source module linked by `export_library`), and called from a TIR
+kernel that TVM parallelises. bf16 values are stored as uint16 bit patterns.
+
+Weight layout, `[N/64, K/2, 64, 2]`: for each 64-column panel and each pair of
+rows k, 2k+1, the 64 column pairs lie in four consecutive 512-bit vectors, which is
+what `vdpbf16ps` multiplies with a broadcast pair of x. The packing is weight-only
+work, so `lift.py` does it at compile time and the bundle stores packed bf16.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax, te, tirx
+from tvm.script import tirx as T
+
+PANEL = 64  # output columns per micro-kernel call (4 zmm registers)
+ROWS = 6    # rows per micro-kernel call (6x4 fp32 accumulators + 4 B + 1 A = 29 zmm)
+
+C_SOURCE = r"""
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+/* export_library compiles this as C++: keep the symbols unmangled for the TIR calls */
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SAM3_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16"), always_inline)) static inline
+
+/* c[r, 0:64] (+)= sum_k a[r, k] * b[k, 0:64], r < R; b packed [K/2][64][2]. */
+#define SAM3_TILE(R)                                                                   \
+  SAM3_BF16 void sam3_tile_##R(float* c, int64_t ldc, const uint16_t* a, int64_t lda,  \
+                               const uint16_t* b, int64_t k2, const float* bias) {     \
+    __m512 acc[R][4];                                                                  \
+    for (int j = 0; j < 4; ++j) {                                                      \
+      __m512 init = bias ? _mm512_loadu_ps(bias + 16 * j) : _mm512_setzero_ps();       \
+      for (int r = 0; r < R; ++r) acc[r][j] = init;                                    \
+    }                                                                                  \
+    for (int64_t k = 0; k < k2; ++k) {                                                 \
+      const uint16_t* bk = b + 128 * k;                                                \
+      __m512bh b0 = (__m512bh)_mm512_loadu_si512(bk);                                  \
+      __m512bh b1 = (__m512bh)_mm512_loadu_si512(bk + 32);                             \
+      __m512bh b2 = (__m512bh)_mm512_loadu_si512(bk + 64);                             \
+      __m512bh b3 = (__m512bh)_mm512_loadu_si512(bk + 96);                             \
+      for (int r = 0; r < R; ++r) {                                                    \
+        int32_t pair;                                                                  \
+        memcpy(&pair, a + r * lda + 2 * k, 4);                                         \
+        __m512bh av = (__m512bh)_mm512_set1_epi32(pair);                               \
+        acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);                               \
+        acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);                               \
+        acc[r][2] = _mm512_dpbf16_ps(acc[r][2], av, b2);                               \
+        acc[r][3] = _mm512_dpbf16_ps(acc[r][3], av, b3);                               \
+      }                                                                                \
+    }                                                                                  \
+    for (int r = 0; r < R; ++r)                                                        \
+      for (int j = 0; j < 4; ++j) _mm512_storeu_ps(c + r * ldc + 16 * j, acc[r][j]);   \
+  }
+
+SAM3_TILE(1)
+SAM3_TILE(2)
+SAM3_TILE(3)
+SAM3_TILE(4)
+SAM3_TILE(5)
+SAM3_TILE(6)
+
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+int32_t sam3_bf16_tile(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint16_t* b,
+                       int64_t k2, int64_t rows, const float* bias) {
+  switch (rows) {
+    case 1: sam3_tile_1(c, ldc, a, lda, b, k2, bias); break;
+    case 2: sam3_tile_2(c, ldc, a, lda, b, k2, bias); break;
+    case 3: sam3_tile_3(c, ldc, a, lda, b, k2, bias); break;
+    case 4: sam3_tile_4(c, ldc, a, lda, b, k2, bias); break;
+    case 5: sam3_tile_5(c, ldc, a, lda, b, k2, bias); break;
+    default: sam3_tile_6(c, ldc, a, lda, b, k2, bias); break;
+  }
+  return 0;
+}
+
+/* Round-to-nearest-even fp32 -> bf16, n values. */
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+int32_t sam3_to_bf16(uint16_t* y, const float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256((__m256i*)(y + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+  for (; i < n; ++i) {
+    uint32_t u;
+    memcpy(&u, x + i, 4);
+    y[i] = (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+  }
+  return 0;
+}
+
+#ifdef __cplusplus
+}
+#endif
+"""
+
+
+def c_module():
+    """The micro-kernels as a C source module (compiled by `export_library`)."""
+    create = tvm.get_global_func("runtime.CSourceModuleCreate")
+    return create(C_SOURCE, "c", ["sam3_bf16_tile", "sam3_to_bf16"], [])
+
+
+def _round_bf16(x):
+    u = tirx.reinterpret("uint32", x)
+    one = tirx.const(1, "uint32")
+    return ((u + tirx.const(0x7FFF, "uint32") + ((u >> tirx.const(16, "uint32")) & one))
+            >> tirx.const(16, "uint32")).astype("uint16")
+
+
+def pack_func(k: int, n: int):
+    """W [K, N] fp32 -> [N/64, K/2, 64, 2] bf16 bits (run at compile time by lift)."""
+    w = te.placeholder((k, n), "float32", name="w")
+    out = te.compute((n // PANEL, k // 2, PANEL, 2),
+                     lambda p, kk, c, t: _round_bf16(w[kk * 2 + t, p * PANEL + c]), name="pack")
+    # opaque: FuseTIR mis-merges a producer's buffer into this TE function (TVM 0.27)
+    return te.create_prim_func([w, out]).with_attr("op_pattern", 8)
+
+
+def gemm_func(m: int, k: int, n: int):
+    """out[M, N] = bf16(x[M, K]) @ W + bias, W packed by `pack_func`."""
+    tiles = (m + ROWS - 1) // ROWS
+
+    @T.prim_func(private=True)
+    def gemm(x: T.Buffer((m, k), "float32"), w: T.Buffer((n // PANEL, k // 2, PANEL, 2), "uint16"),
+             bias: T.Buffer((n,), "float32"), out: T.Buffer((m, n), "float32")):
+        # opaque (8): FuseOps must not merge producers into the extern calls
+        T.func_attr({"sam3.bf16_gemm": True, "tirx.is_scheduled": True, "op_pattern": 8})
+        xb = T.decl_buffer((m, k), "uint16")
+        for i in T.parallel(m):
+            T.evaluate(T.call_extern("int32", "sam3_to_bf16", xb.access_ptr("w", offset=i * k),
+                                     x.access_ptr("r", offset=i * k), T.int64(k)))
+        for p in T.parallel(n // PANEL):
+            for t in T.serial(tiles):
+                T.evaluate(T.call_extern(
+                    "int32", "sam3_bf16_tile",
+                    out.access_ptr("w", offset=t * ROWS * n + p * PANEL), T.int64(n),
+                    xb.access_ptr("r", offset=t * ROWS * k), T.int64(k),
+                    w.access_ptr("r", offset=p * (k // 2) * PANEL * 2), T.int64(k // 2),
+                    T.int64(T.min(ROWS, m - t * ROWS)),
+                    bias.access_ptr("r", offset=p * PANEL)))
+
+    return gemm
+
+
+def _param_only(func: relax.Function) -> set:
+    """Vars of `func` computed from its weights alone (the weights included)."""
+    num_input = int(func.attrs["num_input"])
+    known = set(func.params[num_input:])
+    for blk in func.body.blocks:
+        for b in blk.bindings:
+            v = b.value
+            args = list(v.args) if isinstance(v, relax.Call) else [v]
+            leaves = [a for a in args if isinstance(a, (relax.Var, tvm.ir.expr.Constant))]
+            if leaves and all(isinstance(a, tvm.ir.expr.Constant) or a in known for a in leaves) \
+                    and not any(isinstance(a, (relax.Tuple, relax.Call)) for a in args):
+                known.add(b.var)
+    return known
+
+
+def _static_shape(expr):
+    shape = getattr(expr.ty, "shape", None)
+    if shape is None or not all(isinstance(d, tirx.IntImm) for d in shape):
+        return None
+    return [int(d) for d in shape]
+
+
+def _plan(func: relax.Function):
+    """{matmul var: bias-add var or None} for the linears that take the bf16 kernel."""
+    weights = _param_only(func)
+    bindings = [b for blk in func.body.blocks for b in blk.bindings]
+    users: dict = {}
+    for b in bindings:
+        if isinstance(b.value, relax.Call):
+            for a in b.value.args:
+                users.setdefault(a, []).append(b)
+    plan = {}
+    for b in bindings:
+        v = b.value
+        if not (isinstance(v, relax.Call) and getattr(v.op, "name", "") == "relax.matmul"):
+            continue
+        x, w = v.args
+        xs, ws = _static_shape(x), _static_shape(w)
+        if (w not in weights or x in weights or xs is None or ws is None or len(ws) != 2
+                or str(x.ty.dtype) != "float32" or str(w.ty.dtype) != "float32"
+                or ws[0] % 2 or ws[1] % PANEL):
+            continue
+        bias = None
+        us = users.get(b.var, [])
+        if len(us) == 1 and getattr(us[0].value.op, "name", "") == "relax.add":
+            other = [a for a in us[0].value.args if not a.same_as(b.var)]
+            if len(other) == 1 and other[0] in weights and _static_shape(other[0]) == [ws[1]]:
+                bias = us[0]
+        plan[b.var] = bias
+    return plan
+
+
+@relax.expr_functor.mutator
+class _Rewriter(relax.PyExprMutator):
+    def __init__(self, mod, plan):
+        super().__init__(mod)
+        self.plan = plan
+        self.fused_adds = {b.var: mm for mm, b in plan.items() if b is not None}
+        self.funcs: dict = {}
+
+    def _gv(self, key, make):
+        if key not in self.funcs:
+            name = "sam3_bf16_" + "_".join(map(str, key))
+            self.funcs[key] = self.builder_.add_func(make().with_attr("global_symbol", name), name)
+        return self.funcs[key]
+
+    def _emit(self, expr, like):
+        if isinstance(like, relax.DataflowVar):
+            return self.builder_.emit(expr)
+        return self.builder_.emit_output(expr)
+
+    def visit_var_binding_(self, binding):
+        var = binding.var
+        if var in self.fused_adds:
+            return  # emitted with its matmul
+        if var not in self.plan:
+            return super().visit_var_binding_(binding)
+        x, w = (self.visit_expr(a) for a in binding.value.args)
+        xs, (k, n) = _static_shape(x), _static_shape(w)
+        m = 1
+        for d in xs[:-1]:
+            m *= d
+        add = self.plan[var]
+        if add is None:
+            bias = relax.const(np.zeros(n, "float32"))
+        else:
+            bias = self.visit_expr([a for a in add.value.args if not a.same_as(var)][0])
+        pack = self._gv(("pack", k, n), lambda: pack_func(k, n))
+        gemm = self._gv(("gemm", m, k, n), lambda: gemm_func(m, k, n))
+        bb = self.builder_
+        packed = bb.emit(relax.call_tir(pack, [w], relax.TensorType(
+            (n // PANEL, k // 2, PANEL, 2), "uint16")))
+        x2 = bb.emit(relax.op.reshape(x, (m, k))) if len(xs) != 2 else x
+        y = bb.emit(relax.call_tir(gemm, [x2, packed, bias], relax.TensorType((m, n), "float32")))
+        out_var = add.var if add is not None else var
+        y = self._emit(relax.op.reshape(y, xs[:-1] + [n]) if len(xs) != 2 else y, out_var)
+        self.set_var_remap(out_var, y)
+
+
+def bf16_linears(mod: tvm.IRModule) -> tvm.IRModule:
+    """Rewrite `main`'s weight matmuls (+ bias) to the bf16 kernel; attach the C kernels."""
+    func = mod["main"]
+    plan = _plan(func)
+    if not plan:
+        return mod
+    rw = _Rewriter(mod, plan)
+    new = rw.visit_expr(func)
+    gv = mod.get_global_var("main")
+    out = rw.builder_.get()
+    out[gv] = new
+    out = relax.transform.DeadCodeElimination()(out)
+    return out.with_attr("external_mods", [c_module()])
