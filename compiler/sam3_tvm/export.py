@@ -55,10 +55,34 @@ def _unmasked_attention_as_math():
             return original(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
                             is_causal=is_causal, scale=scale, **kw)
         s = scale if scale is not None else q.shape[-1] ** -0.5
-        return torch.softmax((q * s) @ k.transpose(-2, -1), dim=-1) @ v
+        kt = k.transpose(-2, -1)
+        chunks = _query_chunks(q.shape, k.shape[-2])
+        if chunks == 1:
+            return torch.softmax((q * s) @ kt, dim=-1) @ v
+        return torch.cat([torch.softmax((qc * s) @ kt, dim=-1) @ v
+                          for qc in q.chunk(chunks, dim=-2)], dim=-2)
 
     F.scaled_dot_product_attention = sdpa
     try:
         yield
     finally:
         F.scaled_dot_product_attention = original
+
+
+SCORE_CHUNK_BYTES = 256 << 20
+
+
+def _query_chunks(q_shape, keys: int) -> int:
+    """How many query blocks an attention is split into so that no score matrix is
+    larger than SCORE_CHUNK_BYTES. The ViT's global blocks score 16x5184x5184 floats
+    (1.7 GB): whole, the scores, their exponentials and the softmax each took a buffer
+    that size (the C++ runtime peaked at 3.5x the weights); in 8 query blocks the
+    buffers are 8x smaller and reused from block to block. Rows of a softmax are
+    independent, so the result is the same."""
+    n = 1
+    for d in q_shape:
+        n *= int(d)
+    rows = n // int(q_shape[-1])
+    need = -(-rows * keys * 4 // SCORE_CHUNK_BYTES)
+    lq = int(q_shape[-2])
+    return max(1, min(need, lq))
