@@ -229,9 +229,59 @@ def linear_rows(tokens: int, runs: int) -> dict:
     return rows
 
 
+def _bf16_matmul(m: int, k: int, n: int):
+    """The bf16 linear kernel of `--precision bf16` (bf16.py) for x[m,k] @ w[k,n]: w packed
+    once, x rounded to bf16 inside the timed call. Returns make_call(x, w) -> thunk."""
+    import tempfile
+
+    import tvm
+
+    from . import bf16
+    from .build import host_target
+
+    mod = tvm.IRModule({"gemm": bf16.gemm_func(m, k, n).with_attr("global_symbol", "gemm"),
+                        "pack": bf16.pack_func(k, n).with_attr("global_symbol", "pack")})
+    ex = tvm.compile(mod, target=host_target())
+    ex.mod.import_module(bf16.c_module())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "gemm.so")
+        ex.export_library(path, options=["-O3"])
+        lib = tvm.runtime.load_module(path)
+
+    def make_call(xa, wa):
+        packed = tvm.runtime.tensor(np.zeros((n // bf16.PANEL, k // 2, bf16.PANEL, 2), np.uint16))
+        lib["pack"](tvm.runtime.tensor(wa), packed)
+        xt, bias = tvm.runtime.tensor(xa), tvm.runtime.tensor(np.zeros(n, np.float32))
+        out = tvm.runtime.tensor(np.zeros((m, n), np.float32))
+        return lambda: lib["gemm"](xt, packed, bias, out)
+    return make_call
+
+
+def bf16_linear_rows(tokens: int, runs: int) -> dict:
+    """The ViT's linear layers on the bf16 kernel vs torch fp32 (this CPU: AVX512_BF16)."""
+    import torch
+
+    rows = {}
+    for name, (k, n) in VIT_LINEARS.items():
+        xa, wa = np.random.rand(tokens, k).astype("float32"), np.random.rand(k, n).astype("float32")
+        call = _bf16_matmul(tokens, k, n)(xa, wa)
+        xtt, wtt = torch.from_numpy(xa), torch.from_numpy(wa)
+        call()
+        tv, to = [], []
+        for _ in range(runs):
+            tv.append(_settled(call))
+            to.append(_settled(lambda: xtt @ wtt))
+        rows[f"linear {name} bf16 {tokens}x{k}x{n}"] = {"tvm": _stats(tv), "torch": _stats(to),
+                                                        "flops": 2 * tokens * k * n}
+    return rows
+
+
 def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
               json_path: str | None = None, plot_path: str | None = None,
-              markdown_path: str | None = None, threads: int | None = None) -> dict:
+              markdown_path: str | None = None, threads: int | None = None,
+              alt_bundle: str | None = None) -> dict:
+    """`alt_bundle` (e.g. the `--precision bf16` build of the same model) runs as a third
+    side in every round; its rows get the speed-up over `bundle` measured in that round."""
     import torch
 
     from .build import load_manifest
@@ -254,11 +304,15 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
     with step(f"load PyTorch model ({manifest['config']['name']}) and the bundle in sam3-bench"):
         ts = TorchSide(manifest["config"]["name"], checkpoint, seed, image)
         cpp = CppSide(exe, bundle, image)
+        alt = CppSide(exe, alt_bundle, image) if alt_bundle else None
+    alt_precision = load_manifest(alt_bundle)["target"].get("precision") if alt_bundle else None
     samples: dict[str, dict[str, list]] = {}
     try:
         with step("warm-up and FLOP count"):
             for cmd in ROUND_CMDS:
                 cpp.ask(CPP_CMD[cmd])
+                if alt:
+                    alt.ask(CPP_CMD[cmd])
             flops = ts.flops()
         for r in range(runs):
             with step(f"round {r + 1}/{runs}"):
@@ -269,18 +323,34 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
                                                       if k in _COMPONENT_STAGES[cmd]}}
                     for row, s in tvm_rows.items():
                         samples.setdefault(row, {"tvm": [], "torch": []})["tvm"].append(s)
+                    if alt:
+                        time.sleep(SETTLE_S)
+                        c = alt.ask(CPP_CMD[cmd])
+                        alt_rows = {cmd: c["seconds"], **{k: v for k, v in c["stages"].items()
+                                                          if k in _COMPONENT_STAGES[cmd]}}
+                        for row, s in alt_rows.items():
+                            samples[row].setdefault("alt", []).append(s)
                     time.sleep(SETTLE_S)
                     for row, s in ts.run(cmd).items():
                         samples.setdefault(row, {"tvm": [], "torch": []})["torch"].append(s)
         peak_rss = cpp.ask("encode")["peak_rss_bytes"]
+        alt_rss = alt.ask("encode")["peak_rss_bytes"] if alt else None
     finally:
         cpp.close()
+        if alt:
+            alt.close()
     with step("ViT linear layers"):
         lin = linear_rows(ts.cfg.grid ** 2, runs)
+    if alt_precision == "bf16":
+        with step("ViT linear layers, bf16 kernel"):
+            lin.update(bf16_linear_rows(ts.cfg.grid ** 2, runs))
 
     rows = {}
     for row, s in samples.items():
         rows[row] = {"tvm": _stats(s["tvm"]), "torch": _stats(s["torch"]), "flops": flops.get(row)}
+        if s.get("alt"):
+            rows[row]["alt"] = _stats(s["alt"])
+            rows[row]["alt_speedup"] = rows[row]["tvm"]["median"] / rows[row]["alt"]["median"]
     rows.update(lin)
     for r in rows.values():
         r["ratio"] = r["torch"]["median"] / r["tvm"]["median"]
@@ -294,8 +364,16 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
         "sgemm_gflops": peaks,
         "rows": rows, "cpp_peak_rss_bytes": peak_rss, "weights_bytes": weights,
         "cpp_rss_over_weights": peak_rss / weights,
-        "command": f"sam3-tvm bench --bundle {bundle} --image {image} --runs {runs}",
+        "command": f"sam3-tvm bench --bundle {bundle} --image {image} --runs {runs}"
+                   + (f" --alt-bundle {alt_bundle}" if alt_bundle else ""),
     }
+    if alt_bundle:
+        alt_man = load_manifest(alt_bundle)
+        alt_weights = os.path.getsize(os.path.join(alt_bundle, alt_man["weights"]))
+        report["alt"] = {"bundle": os.path.abspath(alt_bundle), "precision": alt_precision,
+                         "cpp_peak_rss_bytes": alt_rss, "weights_bytes": alt_weights,
+                         "cpp_rss_over_weights": alt_rss / alt_weights,
+                         "cpp_rss_over_fp32_weights": alt_rss / weights}
     over = [k for k, r in rows.items() if r.get("tvm_peak_fraction", 0) > 1]
     if over:
         report["warning"] = (f"rows above the measured SGEMM peak ({', '.join(over)}): the peak "
@@ -347,22 +425,42 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def _fmt_row(name: str, r: dict) -> list[str]:
-    ms = lambda s: f"{s['median'] * 1e3:,.1f} ({s['min'] * 1e3:,.1f}-{s['max'] * 1e3:,.1f})"  # noqa: E731
+def _ms(s: dict) -> str:
+    return f"{s['median'] * 1e3:,.1f} ({s['min'] * 1e3:,.1f}-{s['max'] * 1e3:,.1f})"
+
+
+def _fmt_row(name: str, r: dict, alt: str | None = None) -> list[str]:
     gf = f"{r['tvm_gflops']:.0f} ({100 * r['tvm_peak_fraction']:.0f}%)" if r.get("tvm_gflops") else "-"
-    return [ROW_LABEL.get(name, name), ms(r["tvm"]), ms(r["torch"]), f"{r['ratio']:.2f}x", gf]
+    cells = [ROW_LABEL.get(name, name), _ms(r["tvm"]), _ms(r["torch"]), f"{r['ratio']:.2f}x", gf]
+    if alt:
+        cells += [_ms(r["alt"]), f"{r['alt_speedup']:.2f}x"] if "alt" in r else ["-", "-"]
+    return cells
 
 
 HEADER = ["row", "TVM ms, median (min-max)", "PyTorch ms, median (min-max)",
           "speed-up (PyTorch/TVM)", "TVM GFLOP/s (% of SGEMM peak)"]
 
 
+def _header(alt: str | None) -> list[str]:
+    return HEADER + ([f"TVM {alt} ms, median (min-max)", f"{alt} speed-up over TVM fp32"] if alt else [])
+
+
+def _alt(report: dict) -> str | None:
+    return report["alt"]["precision"] if report.get("alt") else None
+
+
 def print_table(report: dict) -> None:
     print(f"\nSGEMM peak {report['sgemm_peak_gflops']:.0f} GFLOP/s; {report['runs']} rounds")
+    print("  " + " | ".join(_header(_alt(report))))
     for name, r in _ordered(report["rows"]):
-        print("  " + " | ".join(_fmt_row(name, r)))
+        print("  " + " | ".join(_fmt_row(name, r, _alt(report))))
     print(f"  C++ peak RSS {report['cpp_peak_rss_bytes'] / 2**30:.2f} GiB = "
           f"{report['cpp_rss_over_weights']:.2f}x the weights")
+    if report.get("alt"):
+        a = report["alt"]
+        print(f"  {a['precision']} bundle: C++ peak RSS {a['cpp_peak_rss_bytes'] / 2**30:.2f} GiB = "
+              f"{a['cpp_rss_over_weights']:.2f}x its weights, {a['cpp_rss_over_fp32_weights']:.2f}x "
+              "the fp32 weights")
 
 
 def plot(report: dict, path: str) -> None:
@@ -410,9 +508,17 @@ def write_markdown(report: dict, path: str, plot_path: str | None) -> None:
              + ", ".join(f"{k} {v:.0f}" for k, v in report["sgemm_gflops"].items())
              + f" GFLOP/s): **{report['sgemm_peak_gflops']:.0f} GFLOP/s**. "
              f"Peak RSS of the C++ runtime: **{report['cpp_peak_rss_bytes'] / 2**30:.2f} GiB = "
-             f"{report['cpp_rss_over_weights']:.2f}x** the weights file.", "",
-             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(_fmt_row(k, r)) + " |" for k, r in _ordered(report["rows"])]
+             f"{report['cpp_rss_over_weights']:.2f}x** the weights file."]
+    alt = _alt(report)
+    if alt:
+        a = report["alt"]
+        lines[-1] += (f" The {alt} bundle (`--precision {alt}`, run as a third side in every "
+                      f"round): weights {a['weights_bytes'] / 2**30:.2f} GiB, peak RSS "
+                      f"**{a['cpp_peak_rss_bytes'] / 2**30:.2f} GiB = {a['cpp_rss_over_weights']:.2f}x** "
+                      f"its weights ({a['cpp_rss_over_fp32_weights']:.2f}x the fp32 weights).")
+    head = _header(alt)
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_fmt_row(k, r, alt)) + " |" for k, r in _ordered(report["rows"])]
     if plot_path:
         rel = os.path.relpath(os.path.abspath(plot_path), os.path.dirname(os.path.abspath(path)))
         lines += ["", f"![benchmark]({rel})"]

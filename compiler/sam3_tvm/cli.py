@@ -70,7 +70,8 @@ def cmd_bench(args) -> int:
     if args.runs < 1:
         raise Sam3TvmError("--runs must be at least 1")
     run_bench(args.bundle, args.image, runs=args.runs, exe=args.exe, json_path=args.json,
-              plot_path=args.plot, markdown_path=args.markdown, threads=args.threads)
+              plot_path=args.plot, markdown_path=args.markdown, threads=args.threads,
+              alt_bundle=args.alt_bundle)
     return 0
 
 
@@ -133,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", type=int, default=3, help="timed rounds after one warm-up (default 3)")
     s.add_argument("--threads", type=int, help="threads for both sides (default: the bundle's)")
     s.add_argument("--exe", help="path of the sam3-bench driver (default: build/sam3-bench)")
+    s.add_argument("--alt-bundle", help="a second build of the same model (e.g. --precision bf16), "
+                   "timed as a third side in every round, with its speed-up over --bundle")
     s.add_argument("--json", help="write the full report here")
     s.add_argument("--plot", help="write a PNG bar chart here")
     s.add_argument("--markdown", help="replace the benchmark table in this Markdown file")

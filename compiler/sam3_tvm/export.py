@@ -79,6 +79,8 @@ def _query_chunks(q_shape, keys: int) -> int:
     that size (the C++ runtime peaked at 3.5x the weights); in 8 query blocks the
     buffers are 8x smaller and reused from block to block. Rows of a softmax are
     independent, so the result is the same."""
+    if not all(isinstance(d, int) for d in q_shape) or not isinstance(keys, int):
+        return 1  # symbolic (the decoder's point count): int() would specialise it
     n = 1
     for d in q_shape:
         n *= int(d)

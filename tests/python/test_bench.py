@@ -21,7 +21,8 @@ def report(tiny_bundle, tmp_path_factory):
     md.write_text("# Perf\n\nintro\n\n<!-- bench:begin -->\nold table\n<!-- bench:end -->\n\ntail\n")
     r = subprocess.run([sys.executable, "-m", "sam3_tvm.cli", "bench", "--bundle", tiny_bundle,
                         "--image", SAMPLE, "--runs", "2", "--exe", BENCH, "--json", str(d / "b.json"),
-                        "--plot", str(d / "b.png"), "--markdown", str(md)],
+                        "--plot", str(d / "b.png"), "--markdown", str(md),
+                        "--alt-bundle", tiny_bundle],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr
     return json.loads((d / "b.json").read_text()), md.read_text(), d
@@ -39,6 +40,17 @@ def test_every_row_timed_on_both_sides(report):
     # a component cannot take longer than the end-to-end call that contains it
     assert rep["rows"]["image_encoder"]["tvm"]["max"] <= rep["rows"]["encode"]["tvm"]["max"]
     assert rep["rows"]["encode"]["flops"] >= rep["rows"]["image_encoder"]["flops"] > 0
+
+
+def test_alt_bundle_timed_in_the_same_rounds(report):
+    """--alt-bundle (here the same bundle again) is a third side of every round."""
+    rep, md, _ = report
+    for row in ("encode", "text", "point", "image_encoder", "grounding_head"):
+        r = rep["rows"][row]
+        assert len(r["alt"]["runs"]) == 2 and all(t > 0 for t in r["alt"]["runs"])
+        assert r["alt_speedup"] == pytest.approx(r["tvm"]["median"] / r["alt"]["median"])
+    assert rep["alt"]["precision"] == "fp32" and rep["alt"]["cpp_peak_rss_bytes"] > 0
+    assert "fp32 speed-up over TVM fp32" in md and "--alt-bundle" in rep["command"]
 
 
 def test_gemm_rows_and_peak(report):

@@ -59,3 +59,30 @@ def test_export_writes_unmasked_attention_as_plain_softmax(mask):
     assert ("_safe_softmax" in graph or "logical_not" in graph) == mask
     np.testing.assert_allclose(ep.module()(*args)[0].numpy(), module(*args)[0].numpy(),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_query_chunks_bound_the_score_buffer():
+    from sam3_tvm.export import SCORE_CHUNK_BYTES, _query_chunks
+
+    # global ViT block of the full model: 16 heads x 5184^2 fp32 scores = 1.72 GB
+    n = _query_chunks((1, 16, 5184, 64), 5184)
+    assert n == -(-16 * 5184 * 5184 * 4 // SCORE_CHUNK_BYTES) == 7
+    assert 16 * -(-5184 // n) * 5184 * 4 <= SCORE_CHUNK_BYTES
+    assert _query_chunks((1, 16, 576, 64), 576) == 1  # windowed blocks stay whole
+    assert _query_chunks((1, 1, 3, 64), 10**9) == 3   # never more blocks than queries
+    assert _query_chunks((1, 8, object(), 64), 10**9) == 1  # symbolic sizes: left whole
+
+
+def test_chunked_attention_is_the_same_function(monkeypatch):
+    from sam3_tvm import export
+
+    monkeypatch.setattr(export, "SCORE_CHUNK_BYTES", 2 * 7 * 4 * 4)  # 2 heads x 4 queries x 7 keys
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(1, 2, 10, 8, generator=g)
+    k, v = torch.randn(1, 2, 7, 8, generator=g), torch.randn(1, 2, 7, 8, generator=g)
+    with export._unmasked_attention_as_math():
+        ep = torch.export.export(Attention(), (q, k, v))
+    graph = str(ep.graph)
+    assert graph.count("target=torch.ops.aten.softmax") == 3  # ceil(10 / 4) query blocks
+    np.testing.assert_allclose(ep.module()(q, k, v)[0].numpy(),
+                               F.scaled_dot_product_attention(q, k, v).numpy(), rtol=1e-5, atol=1e-6)

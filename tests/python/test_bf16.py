@@ -1,0 +1,119 @@
+"""--precision bf16: the vdpbf16ps kernel, the weight packing, and a tiny bf16 bundle's parity."""
+import json
+import os
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from sam3_tvm.runtime import cpu_has_bf16
+
+needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="CPU without AVX512_BF16")
+
+
+def _bf16(a):
+    """Round-to-nearest-even to bf16 (ml_dtypes), back in fp32."""
+    return a.astype(ml_dtypes.bfloat16).astype(np.float32)
+
+
+def _build(m, k, n, tmp_path):
+    import tvm
+
+    from sam3_tvm import bf16
+    from sam3_tvm.build import host_target
+
+    mod = tvm.IRModule({"gemm": bf16.gemm_func(m, k, n).with_attr("global_symbol", "gemm"),
+                        "pack": bf16.pack_func(k, n).with_attr("global_symbol", "pack")})
+    ex = tvm.compile(mod, target=host_target())
+    ex.mod.import_module(bf16.c_module())
+    path = str(tmp_path / "gemm.so")
+    ex.export_library(path, options=["-O3"])
+    return tvm.runtime.load_module(path)
+
+
+@needs_bf16
+@pytest.mark.parametrize("m,k,n", [(13, 96, 128), (6, 2, 64), (1, 1024, 192)])
+def test_gemm_matches_bf16_products(m, k, n, tmp_path):
+    """Remainder row tiles (13 = 2x6 + 1), K = 2 and a single row: the kernel computes
+    bf16(x) @ bf16(W) + bias with fp32 accumulation."""
+    import tvm
+
+    lib = _build(m, k, n, tmp_path)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    w = rng.standard_normal((k, n), dtype=np.float32)
+    b = rng.standard_normal(n, dtype=np.float32)
+    packed = tvm.runtime.tensor(np.zeros((n // 64, k // 2, 64, 2), np.uint16))
+    lib["pack"](tvm.runtime.tensor(w), packed)
+    # packing = RNE rounding + the [N/64, K/2, 64, 2] layout
+    unpacked = packed.numpy().transpose(1, 3, 0, 2).reshape(k, n)
+    np.testing.assert_array_equal(unpacked, w.astype(ml_dtypes.bfloat16).view(np.uint16))
+    out = tvm.runtime.tensor(np.zeros((m, n), np.float32))
+    lib["gemm"](tvm.runtime.tensor(x), packed, tvm.runtime.tensor(b), out)
+    ref = _bf16(x).astype(np.float64) @ _bf16(w).astype(np.float64) + b
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    exact = x.astype(np.float64) @ w + b
+    assert np.linalg.norm(out.numpy() - exact) / np.linalg.norm(exact) < 1e-2
+
+
+def test_rewrite_covers_the_weight_linears(tiny_model):
+    """Every weight matmul with K even and N a multiple of 64 takes the kernel; the
+    attention matmuls (activation x activation) do not."""
+    from sam3_tvm import rope
+    from sam3_tvm.bf16 import _plan, bf16_linears
+    from sam3_tvm.build import import_component
+
+    rope.realify(tiny_model)
+    mod, _, _ = import_component("image_encoder", tiny_model, tiny_model.sam3_tvm_config)
+    plan = _plan(mod["main"])
+    assert plan  # tiny ViT: qkv (64->192), fc1 (64->256), ...
+    out = bf16_linears(mod)
+    text = out["main"].script()
+    assert text.count("sam3_bf16_gemm") >= len(plan)
+    assert "external_mods" in (out.attrs or {})
+    for call in [ln for ln in text.splitlines() if "R.matmul(" in ln]:
+        assert "p_" not in call.split("R.matmul(")[1].split(")")[0]  # no weight operand left
+
+
+@needs_bf16
+def test_tiny_bf16_bundle(tmp_path):
+    """Compile, store packed bf16 weights, and pass parity at the bf16 tolerance."""
+    from sam3_tvm import targets
+    from sam3_tvm.build import compile_bundle
+    from sam3_tvm.verify import BF16_TOLERANCE, require_pass, verify_bundle
+
+    out = str(tmp_path / "tiny-bf16")
+    spec = targets.parse("cpu", precision="bf16")
+    compile_bundle("tiny", out, seed=0, components=("image_encoder", "text_encoder"), target=spec)
+    man = json.load(open(os.path.join(out, "manifest.json")))
+    assert man["target"]["precision"] == "bf16"
+    enc = man["components"]["image_encoder"]
+    packed = [p for p, d in zip(enc["params"], enc["param_dtypes"]) if d == "uint16"]
+    assert packed and all(":sam3_bf16_pack_" in p for p in packed)
+    rows = verify_bundle(out)
+    require_pass(rows)
+    assert all(r["tolerance"] == "exact" or f"relL2<={BF16_TOLERANCE['rel_l2']:g}" in r["tolerance"]
+               for r in rows)
+
+
+def test_bf16_bundle_refused_without_avx512_bf16(tmp_path, monkeypatch):
+    from sam3_tvm import runtime
+    from sam3_tvm.errors import Sam3TvmError
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"target": {"precision": "bf16"}}))
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "load_manifest", lambda p: json.load(open(os.path.join(p, "manifest.json"))))
+    with pytest.raises(Sam3TvmError, match="AVX512_BF16"):
+        runtime.Bundle(str(tmp_path))
+
+
+@pytest.mark.parametrize("kind,precision,message", [
+    ("cuda", "bf16", "bf16 is for --target cpu"),
+    ("cpu", "fp16", "fp16 is for GPU targets"),
+])
+def test_precision_target_mismatch(kind, precision, message):
+    from sam3_tvm import targets
+    from sam3_tvm.errors import Sam3TvmError
+
+    with pytest.raises(Sam3TvmError, match=message):
+        targets.parse(kind, precision=precision)
