@@ -71,9 +71,13 @@ verify-full: $(STAMP)
 
 # Full-size benchmark: compiled bundle through the C++ runtime vs PyTorch eager, interleaved.
 BENCH_RUNS ?= 3
+# On CPUs with AVX512_BF16 the --precision bf16 build runs as a third side (--alt-bundle).
+HAS_BF16 := $(shell grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null && echo yes)
+BENCH_ALT := $(if $(HAS_BF16),--alt-bundle $(BUNDLES)/full-bf16,)
 bench: cpp
 	test -f $(BUNDLES)/full/manifest.json || $(VENV)/bin/sam3-tvm compile --config full --out $(BUNDLES)/full
-	$(VENV)/bin/sam3-tvm bench --bundle $(BUNDLES)/full --runs $(BENCH_RUNS) --exe $(BUILD)/sam3-bench \
+	$(if $(HAS_BF16),test -f $(BUNDLES)/full-bf16/manifest.json || $(VENV)/bin/sam3-tvm compile --config full --precision bf16 --out $(BUNDLES)/full-bf16)
+	$(VENV)/bin/sam3-tvm bench --bundle $(BUNDLES)/full $(BENCH_ALT) --runs $(BENCH_RUNS) --exe $(BUILD)/sam3-bench \
 		--json docs/bench/cpu-full.json --plot docs/bench/cpu-full.png --markdown docs/performance.md
 
 clean:

@@ -374,7 +374,8 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
                          "cpp_peak_rss_bytes": alt_rss, "weights_bytes": alt_weights,
                          "cpp_rss_over_weights": alt_rss / alt_weights,
                          "cpp_rss_over_fp32_weights": alt_rss / weights}
-    over = [k for k, r in rows.items() if r.get("tvm_peak_fraction", 0) > 1]
+    # (bf16 kernel rows are measured against the fp32 peak: above 100% by design)
+    over = [k for k, r in rows.items() if r.get("tvm_peak_fraction", 0) > 1 and "bf16" not in k]
     if over:
         report["warning"] = (f"rows above the measured SGEMM peak ({', '.join(over)}): the peak "
                              "measurement was disturbed; rerun on an idle machine")
