@@ -33,10 +33,12 @@ def import_component(name: str, model, cfg, no_float64: bool = False):
 
     from .converters import converters
     from .export import export_component
+    from .rewrites import fold_broadcast_weights
 
     ep, wrapper = export_component(name, model, cfg)
     mod = from_exported_program(ep, keep_params_as_input=True,
                                 custom_convert_map=converters(no_float64))
+    mod = fold_broadcast_weights(mod)
     num_input = int(mod["main"].attrs["num_input"])
     relax_names = [str(v.name) for v in mod["main"].params[num_input:]]
     placeholder_to_fqn = dict(ep.graph_signature.inputs_to_parameters)
