@@ -73,6 +73,11 @@ void ensure_tvm_runtime() {
   if (!ok) throw Error("the TVM runtime (libtvm_runtime.so) is not loaded into this process");
 }
 
+void release_pooled_memory() {
+  static const auto clear = ffi::Function::GetGlobal("vm.builtin.memory_manager.clear");
+  if (clear) (*clear)();
+}
+
 Component::Component(const Manifest& manifest, const ComponentSpec& spec, const SafeTensors& weights,
                      DLDevice device)
     : spec_(spec), device_(device) {

@@ -27,6 +27,12 @@ void ensure_tvm_runtime();
 // TVM_NUM_THREADS = all logical CPUs unless TVM_NUM_THREADS/OMP_NUM_THREADS is set.
 void default_thread_count();
 
+// Returns the free blocks of TVM's pooled allocator to the system. The pool keeps
+// every freed block for reuse by a request of the same size, so after the image
+// encoder (1.9 GB of activations that no prompt component asks for) it would stay
+// that much above the weights for the rest of the process.
+void release_pooled_memory();
+
 class Component {
  public:
   // `device`: where the VM runs (parameters are copied there once, at load).

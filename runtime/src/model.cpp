@@ -103,6 +103,8 @@ ImageState Model::encode(const Image& image) {
   Timer t(impl_->timings, "image_encoder");
   Tensor in = detail::tensor_from({1, 3, S, S}, DLDataType{kDLFloat, 32, 1}, pixels.data());
   state.impl_->feats = impl_->get("image_encoder").run({in});
+  // once per image: the prompt components, run many times per image, keep their pool
+  detail::release_pooled_memory();
   return state;
 }
 
