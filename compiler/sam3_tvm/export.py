@@ -69,16 +69,17 @@ def _unmasked_attention_as_math():
         F.scaled_dot_product_attention = original
 
 
-SCORE_CHUNK_BYTES = 256 << 20
+SCORE_CHUNK_BYTES = 64 << 20
 
 
 def _query_chunks(q_shape, keys: int) -> int:
     """How many query blocks an attention is split into so that no score matrix is
     larger than SCORE_CHUNK_BYTES. The ViT's global blocks score 16x5184x5184 floats
-    (1.7 GB): whole, the scores, their exponentials and the softmax each took a buffer
-    that size (the C++ runtime peaked at 3.5x the weights); in 8 query blocks the
-    buffers are 8x smaller and reused from block to block. Rows of a softmax are
-    independent, so the result is the same."""
+    (1.7 GB): whole, the scores and the softmax each took a buffer that size, and the
+    C++ runtime peaked at 3.5x the weights. In 26 query blocks of 64 MB the buffers are
+    reused from block to block (the windowed blocks' 191 MB of scores: 3 blocks).
+    Rows of a softmax are independent, so the result is the same; the encoder's time
+    did not change measurably (docs/performance.md)."""
     if not all(isinstance(d, int) for d in q_shape) or not isinstance(keys, int):
         return 1  # symbolic (the decoder's point count): int() would specialise it
     n = 1

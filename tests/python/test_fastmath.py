@@ -66,7 +66,7 @@ def test_query_chunks_bound_the_score_buffer():
 
     # global ViT block of the full model: 16 heads x 5184^2 fp32 scores = 1.72 GB
     n = _query_chunks((1, 16, 5184, 64), 5184)
-    assert n == -(-16 * 5184 * 5184 * 4 // SCORE_CHUNK_BYTES) == 7
+    assert n == -(-16 * 5184 * 5184 * 4 // SCORE_CHUNK_BYTES) > 1
     assert 16 * -(-5184 // n) * 5184 * 4 <= SCORE_CHUNK_BYTES
     assert _query_chunks((1, 16, 576, 64), 576) == 1  # windowed blocks stay whole
     assert _query_chunks((1, 1, 3, 64), 10**9) == 3   # never more blocks than queries
