@@ -59,7 +59,8 @@ def cmd_tune(args) -> int:
     from .tune import tune
 
     comps = args.component or ["image_encoder"]
-    d = tune(args.config, comps, trials=args.trials, top=args.top, seed=args.seed, db=args.db)
+    d = tune(args.config, comps, trials=args.trials, top=args.top, seed=args.seed, db=args.db,
+             kernel=args.kernel)
     print(f"tuning records in {d}; `sam3-tvm compile` applies them on this CPU family")
     return 0
 
@@ -126,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=4, help="kernels per component, heaviest first (default 4)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--db", help="database directory (default: $SAM3_TVM_TUNING_DB or tuning/<mcpu>)")
+    s.add_argument("--kernel", help="tune only kernels whose name contains this (e.g. softmax); "
+                   "--top of them, heaviest first")
     s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("bench", help="time a bundle (C++ runtime) against PyTorch eager, interleaved")

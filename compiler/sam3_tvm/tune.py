@@ -38,7 +38,9 @@ def open_database(target):
 
 
 def tune(config: str, components: list[str], trials: int, top: int, seed: int = 0,
-         db: str | None = None) -> str:
+         db: str | None = None, kernel: str | None = None) -> str:
+    """`kernel`: tune the kernels whose name contains it (e.g. `softmax`: memory-bound
+    kernels that the FLOP ranking never picks) instead of the heaviest by FLOPs."""
     from tvm.s_tir import meta_schedule as ms
 
     from . import pipeline, rope
@@ -62,7 +64,10 @@ def tune(config: str, components: list[str], trials: int, top: int, seed: int = 
             # exactly the kernels `compile` schedules (same legalise/fold/fuse)
             mod = pipeline.optimize(mod, target, schedule=False, use_tuning=False)
             extracted = ms.relax_integration.extract_tasks(mod, target)
-        ranked = sorted(extracted, key=lambda t: -_flops(t.dispatched[0]) * t.weight)[:top]
+        pool = [t for t in extracted if kernel in t.task_name] if kernel else extracted
+        if kernel and not pool:
+            raise Sam3TvmError(f"no kernel of {name} has {kernel!r} in its name")
+        ranked = sorted(pool, key=lambda t: -_flops(t.dispatched[0]) * t.weight)[:top]
         for t in ranked:
             print(f"  {name}: {t.task_name} x{t.weight} ({_flops(t.dispatched[0]) / 1e9:.1f} GFLOP)")
         tasks += ranked

@@ -59,3 +59,10 @@ def test_bad_arguments():
     r = subprocess.run([sys.executable, "-m", "sam3_tvm.cli", "tune", "--trials", "0"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "at least 1" in r.stderr
+
+
+def test_kernel_filter_names_a_missing_kernel():
+    r = subprocess.run([sys.executable, "-m", "sam3_tvm.cli", "tune", "--config", "tiny",
+                        "--component", "text_encoder", "--kernel", "no_such_kernel", "--trials", "1",
+                        "--db", "/tmp/sam3-tune-unused"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and "no kernel of text_encoder has 'no_such_kernel'" in r.stderr
