@@ -178,7 +178,8 @@ def sam3_tvm(*args):
     (["--target", "cuda", "--arch", "sm_80,compute_90"], "bad --arch"),
     (["--target", "metal", "--arch", "sm_80"], "--arch applies to --target cuda only"),
     (["--precision", "fp16"], "fp16 is for GPU targets"),
-    (["--target", "cuda", "--precision", "bf16"], "unknown precision 'bf16'"),
+    (["--target", "cuda", "--precision", "bf16"], "bf16 is for --target cpu"),
+    (["--precision", "int8"], "unknown precision 'int8'"),
 ])
 def test_compile_bad_target(tmp_path, args, message):
     r = sam3_tvm("compile", "--config", "tiny", "--out", str(tmp_path / "b"), *args)
