@@ -28,9 +28,9 @@ void ensure_tvm_runtime();
 void default_thread_count();
 
 // Returns the free blocks of TVM's pooled allocator to the system. The pool keeps
-// every freed block for reuse by a request of the same size, so after the image
-// encoder (1.9 GB of activations that no prompt component asks for) it would stay
-// that much above the weights for the rest of the process.
+// every freed block for reuse by a request of the same size only, so the image
+// encoder's blocks and the prompt components' blocks (about 1 GB each, full model)
+// would otherwise add up.
 void release_pooled_memory();
 
 class Component {

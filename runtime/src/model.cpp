@@ -102,8 +102,12 @@ ImageState Model::encode(const Image& image) {
   state.impl_ = std::make_shared<ImageState::Impl>();
   Timer t(impl_->timings, "image_encoder");
   Tensor in = detail::tensor_from({1, 3, S, S}, DLDataType{kDLFloat, 32, 1}, pixels.data());
+  // Once per image, before and after the encoder: the prompt components of the last
+  // image must not hold their blocks while the encoder runs, nor the encoder its
+  // blocks while the prompts run (each is ~1 GB). The prompts, run many times per
+  // image, keep their pool between calls.
+  detail::release_pooled_memory();
   state.impl_->feats = impl_->get("image_encoder").run({in});
-  // once per image: the prompt components, run many times per image, keep their pool
   detail::release_pooled_memory();
   return state;
 }
