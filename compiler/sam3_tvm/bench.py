@@ -209,14 +209,16 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def linear_rows(tokens: int, runs: int) -> dict:
-    """The ViT's linear layers as single kernels: our default CPU schedule vs torch."""
+def linear_rows(tokens: int, runs: int, bf16: bool = False) -> dict:
+    """The ViT's linear layers as single kernels vs torch fp32: our default fp32 CPU
+    schedule, or with `bf16` the kernel of `--precision bf16` (CPUs with AVX512_BF16)."""
     import torch
 
+    kernel, tag = (_bf16_matmul, " bf16") if bf16 else (_tvm_matmul, "")
     rows = {}
     for name, (k, n) in VIT_LINEARS.items():
         xa, wa = np.random.rand(tokens, k).astype("float32"), np.random.rand(k, n).astype("float32")
-        tvm_call = _tvm_matmul(tokens, k, n)(xa, wa)
+        tvm_call = kernel(tokens, k, n)(xa, wa)
         xtt, wtt = torch.from_numpy(xa), torch.from_numpy(wa)
         tvm_call()
         xtt @ wtt
@@ -224,29 +226,22 @@ def linear_rows(tokens: int, runs: int) -> dict:
         for _ in range(runs):
             tv.append(_settled(tvm_call))
             to.append(_settled(lambda: xtt @ wtt))
-        rows[f"linear {name} {tokens}x{k}x{n}"] = {"tvm": _stats(tv), "torch": _stats(to),
-                                                   "flops": 2 * tokens * k * n}
+        rows[f"linear {name}{tag} {tokens}x{k}x{n}"] = {"tvm": _stats(tv), "torch": _stats(to),
+                                                        "flops": 2 * tokens * k * n}
     return rows
 
 
 def _bf16_matmul(m: int, k: int, n: int):
-    """The bf16 linear kernel of `--precision bf16` (bf16.py) for x[m,k] @ w[k,n]: w packed
-    once, x rounded to bf16 inside the timed call. Returns make_call(x, w) -> thunk."""
+    """The bf16 linear kernel (bf16.py) for x[m,k] @ w[k,n]: w packed once, x rounded to
+    bf16 inside the timed call. Returns make_call(x, w) -> thunk."""
     import tempfile
 
     import tvm
 
     from . import bf16
-    from .build import host_target
 
-    mod = tvm.IRModule({"gemm": bf16.gemm_func(m, k, n).with_attr("global_symbol", "gemm"),
-                        "pack": bf16.pack_func(k, n).with_attr("global_symbol", "pack")})
-    ex = tvm.compile(mod, target=host_target())
-    ex.mod.import_module(bf16.c_module())
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "gemm.so")
-        ex.export_library(path, options=["-O3"])
-        lib = tvm.runtime.load_module(path)
+        lib = bf16.standalone_library(m, k, n, os.path.join(tmp, "gemm.so"))
 
     def make_call(xa, wa):
         packed = tvm.runtime.tensor(np.zeros((n // bf16.PANEL, k // 2, bf16.PANEL, 2), np.uint16))
@@ -255,25 +250,6 @@ def _bf16_matmul(m: int, k: int, n: int):
         out = tvm.runtime.tensor(np.zeros((m, n), np.float32))
         return lambda: lib["gemm"](xt, packed, bias, out)
     return make_call
-
-
-def bf16_linear_rows(tokens: int, runs: int) -> dict:
-    """The ViT's linear layers on the bf16 kernel vs torch fp32 (this CPU: AVX512_BF16)."""
-    import torch
-
-    rows = {}
-    for name, (k, n) in VIT_LINEARS.items():
-        xa, wa = np.random.rand(tokens, k).astype("float32"), np.random.rand(k, n).astype("float32")
-        call = _bf16_matmul(tokens, k, n)(xa, wa)
-        xtt, wtt = torch.from_numpy(xa), torch.from_numpy(wa)
-        call()
-        tv, to = [], []
-        for _ in range(runs):
-            tv.append(_settled(call))
-            to.append(_settled(lambda: xtt @ wtt))
-        rows[f"linear {name} bf16 {tokens}x{k}x{n}"] = {"tvm": _stats(tv), "torch": _stats(to),
-                                                        "flops": 2 * tokens * k * n}
-    return rows
 
 
 def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
@@ -318,17 +294,11 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
             with step(f"round {r + 1}/{runs}"):
                 for cmd in ROUND_CMDS:
                     time.sleep(SETTLE_S)
-                    c = cpp.ask(CPP_CMD[cmd])
-                    tvm_rows = {cmd: c["seconds"], **{k: v for k, v in c["stages"].items()
-                                                      if k in _COMPONENT_STAGES[cmd]}}
-                    for row, s in tvm_rows.items():
+                    for row, s in _cpp_rows(cmd, cpp.ask(CPP_CMD[cmd])).items():
                         samples.setdefault(row, {"tvm": [], "torch": []})["tvm"].append(s)
                     if alt:
                         time.sleep(SETTLE_S)
-                        c = alt.ask(CPP_CMD[cmd])
-                        alt_rows = {cmd: c["seconds"], **{k: v for k, v in c["stages"].items()
-                                                          if k in _COMPONENT_STAGES[cmd]}}
-                        for row, s in alt_rows.items():
+                        for row, s in _cpp_rows(cmd, alt.ask(CPP_CMD[cmd])).items():
                             samples[row].setdefault("alt", []).append(s)
                     time.sleep(SETTLE_S)
                     for row, s in ts.run(cmd).items():
@@ -343,7 +313,7 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
         lin = linear_rows(ts.cfg.grid ** 2, runs)
     if alt_precision == "bf16":
         with step("ViT linear layers, bf16 kernel"):
-            lin.update(bf16_linear_rows(ts.cfg.grid ** 2, runs))
+            lin.update(linear_rows(ts.cfg.grid ** 2, runs, bf16=True))
 
     rows = {}
     for row, s in samples.items():
@@ -390,6 +360,12 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
     if markdown_path:
         write_markdown(report, markdown_path, plot_path)
     return report
+
+
+def _cpp_rows(cmd: str, reply: dict) -> dict:
+    """{row: seconds} of one `sam3-bench` reply: the stage itself and its components."""
+    return {cmd: reply["seconds"], **{k: v for k, v in reply["stages"].items()
+                                      if k in _COMPONENT_STAGES[cmd]}}
 
 
 _COMPONENT_STAGES = {"encode": {"image_encoder"}, "text": {"text_encoder", "grounding_head"},

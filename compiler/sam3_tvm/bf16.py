@@ -26,6 +26,8 @@ import tvm
 from tvm import relax, te, tirx
 from tvm.script import tirx as T
 
+from .rewrites import static_shape
+
 PANEL = 64  # output columns per micro-kernel call (4 zmm registers)
 ROWS = 6    # rows per micro-kernel call (6x4 fp32 accumulators + 4 B + 1 A = 29 zmm)
 
@@ -159,6 +161,19 @@ def gemm_func(m: int, k: int, n: int):
     return gemm
 
 
+def standalone_library(m: int, k: int, n: int, path: str):
+    """`gemm` (x[m,k] @ W + bias) and `pack` (W -> bf16 panels) as one library at `path`,
+    loaded: the kernel outside a bundle, for the benchmark rows and the tests."""
+    from .build import host_target
+
+    mod = tvm.IRModule({"gemm": gemm_func(m, k, n).with_attr("global_symbol", "gemm"),
+                        "pack": pack_func(k, n).with_attr("global_symbol", "pack")})
+    ex = tvm.compile(mod, target=host_target())
+    ex.mod.import_module(c_module())
+    ex.export_library(path, options=["-O3"])
+    return tvm.runtime.load_module(path)
+
+
 def _param_only(func: relax.Function) -> set:
     """Vars of `func` computed from its weights alone (the weights included)."""
     num_input = int(func.attrs["num_input"])
@@ -172,13 +187,6 @@ def _param_only(func: relax.Function) -> set:
                     and not any(isinstance(a, (relax.Tuple, relax.Call)) for a in args):
                 known.add(b.var)
     return known
-
-
-def _static_shape(expr):
-    shape = getattr(expr.ty, "shape", None)
-    if shape is None or not all(isinstance(d, tirx.IntImm) for d in shape):
-        return None
-    return [int(d) for d in shape]
 
 
 def _plan(func: relax.Function):
@@ -196,7 +204,7 @@ def _plan(func: relax.Function):
         if not (isinstance(v, relax.Call) and getattr(v.op, "name", "") == "relax.matmul"):
             continue
         x, w = v.args
-        xs, ws = _static_shape(x), _static_shape(w)
+        xs, ws = static_shape(x), static_shape(w)
         if (w not in weights or x in weights or xs is None or ws is None or len(ws) != 2
                 or str(x.ty.dtype) != "float32" or str(w.ty.dtype) != "float32"
                 or ws[0] % 2 or ws[1] % PANEL):
@@ -205,7 +213,7 @@ def _plan(func: relax.Function):
         us = users.get(b.var, [])
         if len(us) == 1 and getattr(us[0].value.op, "name", "") == "relax.add":
             other = [a for a in us[0].value.args if not a.same_as(b.var)]
-            if len(other) == 1 and other[0] in weights and _static_shape(other[0]) == [ws[1]]:
+            if len(other) == 1 and other[0] in weights and static_shape(other[0]) == [ws[1]]:
                 bias = us[0]
         plan[b.var] = bias
     return plan
@@ -237,7 +245,7 @@ class _Rewriter(relax.PyExprMutator):
         if var not in self.plan:
             return super().visit_var_binding_(binding)
         x, w = (self.visit_expr(a) for a in binding.value.args)
-        xs, (k, n) = _static_shape(x), _static_shape(w)
+        xs, (k, n) = static_shape(x), static_shape(w)
         m = 1
         for d in xs[:-1]:
             m *= d

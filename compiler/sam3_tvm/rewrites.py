@@ -16,7 +16,8 @@ from tvm import relax, tirx
 from tvm.relax.dpl import is_op, rewrite_call, wildcard
 
 
-def _shape(expr):
+def static_shape(expr):
+    """The expression's shape as ints, or None when it is not a fully static tensor."""
     shape = getattr(expr.ty, "shape", None)
     if shape is None or not all(isinstance(d, tirx.IntImm) for d in shape):
         return None
@@ -29,12 +30,12 @@ def fold_broadcast_weights(mod: tvm.IRModule) -> tvm.IRModule:
     pattern = is_op("relax.matmul")(x, bcast)
 
     def rewrite(expr, m):
-        xs, ws, out = _shape(m[x]), _shape(m[w]), _shape(expr)
+        xs, ws, out = static_shape(m[x]), static_shape(m[w]), static_shape(expr)
         if xs is None or ws is None or out is None or len(ws) != 2 or len(xs) < 2:
             return expr
         k, n = ws
         # only a broadcast over batch dims, and x supplies every batch row itself
-        if xs[-1] != k or (_shape(m[bcast]) or [])[-2:] != ws or out != xs[:-1] + [n]:
+        if xs[-1] != k or (static_shape(m[bcast]) or [])[-2:] != ws or out != xs[:-1] + [n]:
             return expr
         rows = 1
         for d in xs[:-1]:

@@ -17,18 +17,9 @@ def _bf16(a):
 
 
 def _build(m, k, n, tmp_path):
-    import tvm
-
     from sam3_tvm import bf16
-    from sam3_tvm.build import host_target
 
-    mod = tvm.IRModule({"gemm": bf16.gemm_func(m, k, n).with_attr("global_symbol", "gemm"),
-                        "pack": bf16.pack_func(k, n).with_attr("global_symbol", "pack")})
-    ex = tvm.compile(mod, target=host_target())
-    ex.mod.import_module(bf16.c_module())
-    path = str(tmp_path / "gemm.so")
-    ex.export_library(path, options=["-O3"])
-    return tvm.runtime.load_module(path)
+    return bf16.standalone_library(m, k, n, str(tmp_path / "gemm.so"))
 
 
 @needs_bf16
