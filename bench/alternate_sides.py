@@ -23,7 +23,7 @@ def main():
     ap.add_argument("--image", default="assets/sample.png")
     args = ap.parse_args()
     os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
-    from sam3_tvm.bench import CPP_CMD, CppSide
+    from sam3_tvm.tools.bench import CPP_CMD, CppSide
 
     sides = [(b, CppSide(args.exe, b, args.image)) for b in (args.first, args.second)]
 

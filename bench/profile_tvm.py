@@ -23,9 +23,9 @@ def main():
     import tvm
     from tvm import relax
 
-    from sam3_tvm import components as C
-    from sam3_tvm.model import CONFIGS
-    from sam3_tvm.runtime import Bundle
+    from sam3_tvm.model import components as C
+    from sam3_tvm.model.builder import CONFIGS
+    from sam3_tvm.bundle.runtime import Bundle
 
     b = Bundle(args.bundle)
     cfg = CONFIGS[b.manifest["config"]["name"]]

@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 
-from .errors import Sam3TvmError
+from sam3_tvm.errors import Sam3TvmError
 
 
 def _quiet() -> None:
@@ -18,15 +18,15 @@ def _quiet() -> None:
 
 
 def cmd_inspect(args) -> int:
-    from .inspect_model import run_inspect
+    from sam3_tvm.tools.inspect_model import run_inspect
 
     run_inspect(args.config, as_json=args.json)
     return 0
 
 
 def cmd_compile(args) -> int:
-    from . import targets
-    from .build import compile_bundle
+    from sam3_tvm.lowering import targets
+    from sam3_tvm.bundle.writer import compile_bundle
 
     spec = targets.parse(args.target, arch=args.arch, precision=args.precision,
                          num_cores=args.num_cores)
@@ -38,7 +38,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .verify import require_pass, verify_bundle
+    from sam3_tvm.tools.verify import require_pass, verify_bundle
 
     rows = verify_bundle(args.bundle, json_path=args.json, checkpoint=args.checkpoint)
     require_pass(rows)
@@ -47,7 +47,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .predict import run
+    from sam3_tvm.tools.predict import run
 
     res = run(args.bundle, args.image, args.out, text=args.text, boxes=args.box or [],
               points=args.point or [], threshold=args.threshold, multimask=not args.single_mask)
@@ -56,7 +56,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from .tune import tune
+    from sam3_tvm.tools.tune import tune
 
     comps = args.component or ["image_encoder"]
     d = tune(args.config, comps, trials=args.trials, top=args.top, seed=args.seed, db=args.db,
@@ -66,7 +66,7 @@ def cmd_tune(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
+    from sam3_tvm.tools.bench import run_bench
 
     if args.runs < 1:
         raise Sam3TvmError("--runs must be at least 1")

@@ -2,8 +2,8 @@
 #include <cmath>
 #include <memory>
 
-#include "component.h"
 #include "device.h"
+#include "model_impl.h"
 #include "sam3/postprocess.h"
 #include "sam3/rle.h"
 #include "sam3/safetensors.h"
@@ -15,37 +15,7 @@ namespace sam3 {
 using detail::Component;
 using detail::ffi::Tensor;
 
-struct ImageState::Impl {
-  std::vector<Tensor> feats;  // fpn0 fpn1 fpn2 trk_hr0 trk_hr1 trk_embed
-};
-
-struct Model::Impl {
-  Manifest manifest;
-  std::unique_ptr<Tokenizer> tokenizer;
-  std::map<std::string, std::unique_ptr<Component>> components;
-  std::map<std::string, double> timings;
-
-  const Component& get(const std::string& name) const {
-    auto it = components.find(name);
-    if (it == components.end()) throw Error("bundle has no component " + name);
-    return *it->second;
-  }
-};
-
 namespace {
-
-class Timer {
- public:
-  Timer(std::map<std::string, double>& out, std::string name) : out_(out), name_(std::move(name)) {}
-  ~Timer() {
-    out_[name_] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
-  }
-
- private:
-  std::map<std::string, double>& out_;
-  std::string name_;
-  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
-};
 
 void check_box(const Box& b, int w, int h) {
   if (!(b.x0 >= 0 && b.y0 >= 0 && b.x1 <= w && b.y1 <= h && b.x0 < b.x1 && b.y0 < b.y1))
@@ -93,14 +63,14 @@ ImageState Model::encode(const Image& image) {
   const int S = impl_->manifest.image_size;
   std::vector<float> pixels;
   {
-    Timer t(impl_->timings, "preprocess");
+    detail::Timer t(impl_->timings, "preprocess");
     pixels = preprocess(image, S);
   }
   ImageState state;
   state.width_ = image.width;
   state.height_ = image.height;
   state.impl_ = std::make_shared<ImageState::Impl>();
-  Timer t(impl_->timings, "image_encoder");
+  detail::Timer t(impl_->timings, "image_encoder");
   Tensor in = detail::tensor_from({1, 3, S, S}, DLDataType{kDLFloat, 32, 1}, pixels.data());
   // Once per image, before and after the encoder: the prompt components of the last
   // image must not hold their blocks while the encoder runs, nor the encoder its
@@ -125,13 +95,13 @@ std::vector<Instance> Model::segment(const ImageState& image, const ConceptPromp
 
   std::vector<int64_t> ids;
   {
-    Timer t(impl_->timings, "tokenize");
+    detail::Timer t(impl_->timings, "tokenize");
     // a box-only prompt uses the text "visual", as Sam3Processor.add_geometric_prompt does
     ids = impl_->tokenizer->encode(blank ? std::string("visual") : prompt.text, m.context_length);
   }
   std::vector<Tensor> text;
   {
-    Timer t(impl_->timings, "text_encoder");
+    detail::Timer t(impl_->timings, "text_encoder");
     text = impl_->get("text_encoder").run(
         {detail::tensor_from({1, m.context_length}, DLDataType{kDLInt, 64, 1}, ids.data())});
   }
@@ -151,14 +121,14 @@ std::vector<Instance> Model::segment(const ImageState& image, const ConceptPromp
   const auto& f = image.impl_->feats;
   std::vector<Tensor> out;
   {
-    Timer t(impl_->timings, "grounding_head");
+    detail::Timer t(impl_->timings, "grounding_head");
     out = impl_->get("grounding_head")
               .run({f[0], f[1], f[2], text[0], text[1],
                     detail::tensor_from({nb, 1, 4}, DLDataType{kDLFloat, 32, 1}, boxes.data()),
                     detail::tensor_from({nb, 1}, DLDataType{kDLInt, 64, 1}, labels.data()),
                     detail::tensor_from({1, nb}, DLDataType{kDLBool, 8, 1}, pad.data())});
   }
-  Timer t(impl_->timings, "postprocess");
+  detail::Timer t(impl_->timings, "postprocess");
   auto dets = select_detections(fdata(out[0]), fdata(out[1]), fdata(out[2])[0], fdata(out[3]),
                                 m.num_queries, m.mask_size, H, W, prompt.threshold);
   std::vector<Instance> result;
@@ -200,6 +170,7 @@ std::vector<Instance> Model::segment_interactive(const ImageState& image,
                 " points (a box counts as 2), got " + std::to_string(n));
   std::vector<float> mask_in(static_cast<size_t>(M) * M, 0.f);
   float has_mask = 0.f;
+  const float add_no_mem_embed = 1.f;  // as predict_inst: features + no_mem_embed
   if (!prompt.mask_input.empty()) {
     if (prompt.mask_input.size() != mask_in.size())
       throw Error("mask_input must have " + std::to_string(M) + "x" + std::to_string(M) + " values");
@@ -209,15 +180,16 @@ std::vector<Instance> Model::segment_interactive(const ImageState& image,
   const auto& f = image.impl_->feats;
   std::vector<Tensor> out;
   {
-    Timer t(impl_->timings, "interactive_decoder");
+    detail::Timer t(impl_->timings, "interactive_decoder");
     out = impl_->get("interactive_decoder")
               .run({f[5], f[3], f[4],
                     detail::tensor_from({1, n, 2}, DLDataType{kDLFloat, 32, 1}, coords.data()),
                     detail::tensor_from({1, n}, DLDataType{kDLInt, 32, 1}, labels.data()),
                     detail::tensor_from({1, 1, M, M}, DLDataType{kDLFloat, 32, 1}, mask_in.data()),
-                    detail::tensor_from({1}, DLDataType{kDLFloat, 32, 1}, &has_mask)});
+                    detail::tensor_from({1}, DLDataType{kDLFloat, 32, 1}, &has_mask),
+                    detail::tensor_from({1}, DLDataType{kDLFloat, 32, 1}, &add_no_mem_embed)});
   }
-  Timer t(impl_->timings, "postprocess");
+  detail::Timer t(impl_->timings, "postprocess");
   InteractiveResult r = best_interactive_mask(fdata(out[0]), fdata(out[1]), M, H, W,
                                               prompt.multimask, true, prompt.max_hole_area);
   Instance inst;

@@ -23,7 +23,7 @@ std::string temp_dir() {
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 const char* kManifest = R"json({
-  "schema_version": 1,
+  "schema_version": 2,
   "compiler": {"sam3_tvm": "0.1.0", "tvm": "0.27.0.post1"},
   "config": {"name": "tiny", "image_size": 336, "patch_size": 14, "d_model": 32, "num_queries": 20,
              "mask_size": 96, "context_length": 32, "max_boxes": 4, "max_points": 16},
@@ -38,7 +38,8 @@ const char* kManifest = R"json({
    "interactive_decoder": {"library": "text_encoder.so", "function": "main",
     "inputs": [{"name": "point_coords", "shape": [1, "num_points", 2], "dtype": "float32"}],
     "outputs": [], "params": [], "param_shapes": [],
-    "dims": {"num_points": {"min": 1, "max": 16}}}}
+    "dims": {"num_points": {"min": 1, "max": 16}}}},
+  "tracker": {"image_size": 336, "low_res_mask_size": 96, "input_mask_size": 384, "hidden_dim": 32, "mem_dim": 16, "num_maskmem": 7, "max_cond_frames_in_attn": 4, "keep_first_cond_frame": false, "max_obj_ptrs_in_encoder": 16, "max_memories": 10, "max_pointers": 19, "use_memory_selection": true, "mf_threshold": 0.01, "memory_temporal_stride_for_eval": 1, "multimask_output_in_sam": true, "multimask_min_pt_num": 0, "multimask_max_pt_num": 1, "multimask_output_for_tracking": true, "dynamic_multimask_via_stability": true, "dynamic_multimask_stability_delta": 0.05, "dynamic_multimask_stability_thresh": 0.98, "use_multimask_token_for_obj_ptr": true, "sigmoid_scale_for_mem_enc": 20.0, "sigmoid_bias_for_mem_enc": -10.0, "non_overlap_masks_for_mem_enc": false, "max_point_num_in_prompt_enc": 16, "clear_non_cond_mem_around_input": true, "clear_non_cond_mem_for_multi_obj": false, "add_all_frames_to_correct_as_cond": true, "iter_use_prev_mask_pred": true, "output_fill_hole_area": 16}
 })json";
 
 std::string make_bundle(const std::string& manifest = kManifest) {
@@ -76,6 +77,23 @@ TEST(Manifest, ParsesAValidBundle) {
   EXPECT_EQ(pts.dim_name, "num_points");
   EXPECT_EQ(m.component("interactive_decoder").dims.at("num_points").second, 16);
   EXPECT_THROW(m.component("nope"), sam3::Error);
+  EXPECT_EQ(m.tracker.max_pointers, 19);
+  EXPECT_EQ(m.tracker.input_mask_size, 384);
+  EXPECT_FLOAT_EQ(m.tracker.mf_threshold, 0.01f);
+  EXPECT_TRUE(m.tracker.use_memory_selection);
+}
+
+TEST(Manifest, ImageOnlyBundleOfSchema1AsksForARecompile) {
+  // a schema-1 bundle (before the video tracker) has no tracker block
+  auto d = make_bundle(replace(kManifest, "\"schema_version\": 2", "\"schema_version\": 1"));
+  std::string e = error_of(d);
+  EXPECT_NE(e.find("schema version 1 is not supported"), std::string::npos) << e;
+  EXPECT_NE(e.find("recompile the bundle"), std::string::npos) << e;
+}
+
+TEST(Manifest, InconsistentTrackerBlock) {
+  auto d = make_bundle(replace(kManifest, "\"max_pointers\": 19", "\"max_pointers\": 18"));
+  EXPECT_NE(error_of(d).find("inconsistent tracker block"), std::string::npos);
 }
 
 TEST(Manifest, MissingDirectory) {
@@ -92,7 +110,7 @@ TEST(Manifest, BadJson) {
 }
 
 TEST(Manifest, OtherSchemaVersion) {
-  auto d = make_bundle(replace(kManifest, "\"schema_version\": 1", "\"schema_version\": 7"));
+  auto d = make_bundle(replace(kManifest, "\"schema_version\": 2", "\"schema_version\": 7"));
   EXPECT_NE(error_of(d).find("schema version 7 is not supported"), std::string::npos);
 }
 

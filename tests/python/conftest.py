@@ -13,7 +13,7 @@ SAMPLE = os.path.join(ROOT, "assets", "sample.png")
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from sam3_tvm.model import build_model
+    from sam3_tvm.model.builder import build_model
 
     return build_model("tiny", seed=0)
 
@@ -21,7 +21,7 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
     """The tiny bundle, compiled once per test session."""
-    from sam3_tvm.build import compile_bundle
+    from sam3_tvm.bundle.writer import compile_bundle
 
     out = str(tmp_path_factory.mktemp("bundle") / "tiny")
     compile_bundle("tiny", out, seed=0)
@@ -33,7 +33,7 @@ def official():
     """The official Sam3Processor on the tiny seed-0 model (complex RoPE kept)."""
     from sam3.model.sam3_image_processor import Sam3Processor
 
-    from sam3_tvm.model import build_model
+    from sam3_tvm.model.builder import build_model
 
     model = build_model("tiny", seed=0)
     proc = Sam3Processor(model, resolution=model.sam3_tvm_config.image_size, device="cpu",

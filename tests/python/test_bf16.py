@@ -6,7 +6,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from sam3_tvm.runtime import cpu_has_bf16
+from sam3_tvm.bundle.runtime import cpu_has_bf16
 
 needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="CPU without AVX512_BF16")
 
@@ -17,7 +17,7 @@ def _bf16(a):
 
 
 def _build(m, k, n, tmp_path):
-    from sam3_tvm import bf16
+    from sam3_tvm.lowering import bf16
 
     return bf16.standalone_library(m, k, n, str(tmp_path / "gemm.so"))
 
@@ -50,11 +50,11 @@ def test_gemm_matches_bf16_products(m, k, n, tmp_path):
 def test_rewrite_covers_the_weight_linears():
     """Every weight matmul with K even and N a multiple of 64 takes the kernel; the
     attention matmuls (activation x activation) do not."""
-    from sam3_tvm import rope
-    from sam3_tvm.bf16 import _plan, bf16_linears
-    from sam3_tvm.build import import_component
+    from sam3_tvm.model import rope
+    from sam3_tvm.lowering.bf16 import _plan, bf16_linears
+    from sam3_tvm.frontend.importer import import_component
 
-    from sam3_tvm.model import build_model
+    from sam3_tvm.model.builder import build_model
 
     tiny_model = build_model("tiny", seed=0)  # its own: realify changes the model
     rope.realify(tiny_model)
@@ -72,9 +72,9 @@ def test_rewrite_covers_the_weight_linears():
 @needs_bf16
 def test_tiny_bf16_bundle(tmp_path):
     """Compile, store packed bf16 weights, and pass parity at the bf16 tolerance."""
-    from sam3_tvm import targets
-    from sam3_tvm.build import compile_bundle
-    from sam3_tvm.verify import BF16_TOLERANCE, require_pass, verify_bundle
+    from sam3_tvm.lowering import targets
+    from sam3_tvm.bundle.writer import compile_bundle
+    from sam3_tvm.tools.verify import BF16_TOLERANCE, require_pass, verify_bundle
 
     out = str(tmp_path / "tiny-bf16")
     spec = targets.parse("cpu", precision="bf16")
@@ -91,7 +91,7 @@ def test_tiny_bf16_bundle(tmp_path):
 
 
 def test_bf16_bundle_refused_without_avx512_bf16(tmp_path, monkeypatch):
-    from sam3_tvm import runtime
+    from sam3_tvm.bundle import runtime
     from sam3_tvm.errors import Sam3TvmError
 
     (tmp_path / "manifest.json").write_text(json.dumps({"target": {"precision": "bf16"}}))
@@ -106,7 +106,7 @@ def test_bf16_bundle_refused_without_avx512_bf16(tmp_path, monkeypatch):
     ("cpu", "fp16", "fp16 is for GPU targets"),
 ])
 def test_precision_target_mismatch(kind, precision, message):
-    from sam3_tvm import targets
+    from sam3_tvm.lowering import targets
     from sam3_tvm.errors import Sam3TvmError
 
     with pytest.raises(Sam3TvmError, match=message):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from sam3_tvm import BUNDLE_SCHEMA_VERSION
-from sam3_tvm import components as C
-from sam3_tvm.build import load_manifest
+from sam3_tvm.model import components as C
+from sam3_tvm.bundle.writer import load_manifest
 from sam3_tvm.errors import Sam3TvmError
-from sam3_tvm.verify import TOLERANCES, require_pass, verify_bundle
+from sam3_tvm.tools.verify import TOLERANCES, require_pass, verify_bundle
 
 
 def test_bundle_contents(tiny_bundle):
@@ -67,7 +67,7 @@ def test_bad_bundles_are_refused(tiny_bundle, tmp_path, edit, message):
 
 
 def test_runtime_rejects_wrong_input_shape(tiny_bundle):
-    from sam3_tvm.runtime import Bundle
+    from sam3_tvm.bundle.runtime import Bundle
 
     b = Bundle(tiny_bundle)
     with pytest.raises(Sam3TvmError, match="does not match"):

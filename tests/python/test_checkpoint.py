@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from sam3_tvm.checkpoint import synthesize_checkpoint
+from sam3_tvm.model.checkpoint import synthesize_checkpoint
 from sam3_tvm.errors import Sam3TvmError
-from sam3_tvm.model import build_model
+from sam3_tvm.model.builder import build_model
 
 
 @pytest.fixture(scope="module")

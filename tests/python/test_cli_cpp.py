@@ -62,7 +62,7 @@ def _edit_manifest(fn):
     (lambda d: os.remove(os.path.join(d, "grounding_head.so")), "bundle file missing"),
     (lambda d: os.remove(os.path.join(d, "weights.safetensors")), "bundle file missing"),
     (lambda d: open(os.path.join(d, "weights.safetensors"), "wb").write(b"garbage!"), "weights"),
-    (_edit_manifest(lambda m: m.__setitem__("schema_version", 2)), "schema version 2"),
+    (_edit_manifest(lambda m: m.__setitem__("schema_version", 1)), "schema version 1"),
     (_edit_manifest(lambda m: m["components"]["text_encoder"]["param_shapes"][0].__setitem__(0, 7)),
      "was compiled for"),
     (lambda d: open(os.path.join(d, "text_encoder.so"), "wb").write(b"not a library"), "text_encoder"),

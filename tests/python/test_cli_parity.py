@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import torch
 
-from sam3_tvm.predict import load_image
+from sam3_tvm.tools.predict import load_image
 
 from conftest import ROOT, SAMPLE
 from parity import POINT_ARGS, TEXT, check_concept, check_point, keep_threshold, official_points

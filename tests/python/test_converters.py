@@ -10,9 +10,9 @@ def _tvm_run(module, *inputs, custom=True):
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 
-    from sam3_tvm.build import host_target
-    from sam3_tvm.converters import CONVERTERS
-    from sam3_tvm.pipeline import build_pipeline, optimize
+    from sam3_tvm.lowering.targets import host_target
+    from sam3_tvm.frontend.converters import CONVERTERS
+    from sam3_tvm.lowering.pipeline import build_pipeline, optimize
 
     ep = torch.export.export(module, tuple(inputs))
     mod = from_exported_program(ep, custom_convert_map=CONVERTERS if custom else None)
@@ -122,9 +122,9 @@ def test_group_norm_statistics_precision(custom):
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 
-    from sam3_tvm.build import host_target
-    from sam3_tvm.converters import CONVERTERS
-    from sam3_tvm.pipeline import build_pipeline, optimize
+    from sam3_tvm.lowering.targets import host_target
+    from sam3_tvm.frontend.converters import CONVERTERS
+    from sam3_tvm.lowering.pipeline import build_pipeline, optimize
 
     ep = torch.export.export(m, (x,))
     mod, params = relax.frontend.detach_params(from_exported_program(
@@ -155,7 +155,7 @@ def test_transposed_conv(kernel, stride, padding, out_pad):
 def test_kernel_equals_stride_transposed_conv_imports_as_matmul():
     from tvm.relax.frontend.torch import from_exported_program
 
-    from sam3_tvm.converters import CONVERTERS
+    from sam3_tvm.frontend.converters import CONVERTERS
 
     m = torch.nn.ConvTranspose2d(6, 4, 2, stride=2).eval()
     ep = torch.export.export(m, (torch.randn(1, 6, 5, 7),))
@@ -176,7 +176,7 @@ def test_convolution(kernel, bias, padding):
 
 @pytest.mark.parametrize("kernel,bias", [(3, True), (5, False)])
 def test_same_convolution_on_a_large_map_as_shifted_matmuls(kernel, bias):
-    from sam3_tvm.converters import SHIFTED_CONV_MIN_PIXELS
+    from sam3_tvm.frontend.converters import SHIFTED_CONV_MIN_PIXELS
 
     torch.manual_seed(1)
     m = torch.nn.Conv2d(5, 4, kernel, padding=kernel // 2, bias=bias).eval()

@@ -2,7 +2,7 @@
 interactive predictor, with the same tiny weights (official complex RoPE kept)."""
 import torch
 
-from sam3_tvm.predict import load_image, run
+from sam3_tvm.tools.predict import load_image, run
 
 from conftest import SAMPLE
 from parity import POINT_ARGS, TEXT, check_concept, check_point, keep_threshold, official_points

@@ -46,7 +46,7 @@ class Attention(torch.nn.Module):
 
 @pytest.mark.parametrize("mask", [False, True])
 def test_export_writes_unmasked_attention_as_plain_softmax(mask):
-    from sam3_tvm.export import _unmasked_attention_as_math
+    from sam3_tvm.frontend.export import _unmasked_attention_as_math
 
     g = torch.Generator().manual_seed(2)
     q, k, v = (torch.randn(1, 2, 6, 8, generator=g) for _ in range(3))
@@ -61,20 +61,20 @@ def test_export_writes_unmasked_attention_as_plain_softmax(mask):
                                rtol=1e-5, atol=1e-6)
 
 
-def test_query_chunks_bound_the_score_buffer():
-    from sam3_tvm.export import SCORE_CHUNK_BYTES, _query_chunks
+def test_query_blocks_bound_the_score_buffer():
+    from sam3_tvm.frontend.export import SCORE_CHUNK_BYTES, query_blocks
 
     # global ViT block of the full model: 16 heads x 5184^2 fp32 scores = 1.72 GB
-    n = _query_chunks((1, 16, 5184, 64), 5184)
+    n = query_blocks((1, 16, 5184, 64), 5184)
     assert n == -(-16 * 5184 * 5184 * 4 // SCORE_CHUNK_BYTES) > 1
     assert 16 * -(-5184 // n) * 5184 * 4 <= SCORE_CHUNK_BYTES
-    assert _query_chunks((1, 16, 576, 64), 576) == 1  # windowed blocks stay whole
-    assert _query_chunks((1, 1, 3, 64), 10**9) == 3   # never more blocks than queries
-    assert _query_chunks((1, 8, object(), 64), 10**9) == 1  # symbolic sizes: left whole
+    assert query_blocks((1, 16, 576, 64), 576) == 1  # windowed blocks stay whole
+    assert query_blocks((1, 1, 3, 64), 10**9) == 3   # never more blocks than queries
+    assert query_blocks((1, 8, object(), 64), 10**9) == 1  # symbolic sizes: left whole
 
 
 def test_chunked_attention_is_the_same_function(monkeypatch):
-    from sam3_tvm import export
+    from sam3_tvm.frontend import export
 
     monkeypatch.setattr(export, "SCORE_CHUNK_BYTES", 2 * 7 * 4 * 4)  # 2 heads x 4 queries x 7 keys
     g = torch.Generator().manual_seed(3)

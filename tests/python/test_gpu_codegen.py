@@ -25,7 +25,7 @@ EM_CUDA = 190
 
 
 def _toolkit():
-    from sam3_tvm import targets
+    from sam3_tvm.lowering import targets
 
     return targets.nvcc() is not None and (targets.cuda_driver_stub() is not None or _has_driver())
 
@@ -42,8 +42,8 @@ needs_cuda_toolkit = pytest.mark.skipif(not _toolkit(), reason="no CUDA toolkit 
 
 
 def _compile(tmp_path_factory, name, kind, components, arch=None, precision="fp32"):
-    from sam3_tvm import targets
-    from sam3_tvm.build import compile_bundle
+    from sam3_tvm.lowering import targets
+    from sam3_tvm.bundle.writer import compile_bundle
 
     out = str(tmp_path_factory.mktemp(name) / "bundle")
     compile_bundle("tiny", out, seed=0, components=components,
@@ -120,10 +120,10 @@ def test_fp16_keeps_norms_softmax_and_residuals_fp32():
     import tvm
     from tvm import relax
 
-    from sam3_tvm import rope
-    from sam3_tvm.build import import_component
-    from sam3_tvm.model import build_model
-    from sam3_tvm.pipeline import mixed_precision
+    from sam3_tvm.model import rope
+    from sam3_tvm.frontend.importer import import_component
+    from sam3_tvm.model.builder import build_model
+    from sam3_tvm.lowering.pipeline import mixed_precision
 
     model = build_model("tiny", seed=0)
     rope.realify(model)
@@ -156,7 +156,7 @@ def test_metal_bundle(metal_bundle):
 
 
 def test_metal_bundle_needs_linking_on_a_mac(metal_bundle):
-    from sam3_tvm.build import load_manifest
+    from sam3_tvm.bundle.writer import load_manifest
     from sam3_tvm.errors import Sam3TvmError
 
     with pytest.raises(Sam3TvmError, match="link its objects on a Mac"):
@@ -209,7 +209,7 @@ def test_cli_cuda_without_driver(cuda_bundle, tmp_path):
 
 def test_python_runtime_refuses_gpu_bundles(cuda_bundle):
     from sam3_tvm.errors import Sam3TvmError
-    from sam3_tvm.runtime import Bundle
+    from sam3_tvm.bundle.runtime import Bundle
 
     with pytest.raises(Sam3TvmError, match="runs CPU bundles only"):
         Bundle(cuda_bundle)

@@ -1,7 +1,8 @@
 import io
 import json
 
-from sam3_tvm.inspect_model import run_inspect
+from sam3_tvm.model import components as C
+from sam3_tvm.tools.inspect_model import run_inspect
 
 
 def test_inspect_reports_ops_and_hard_spots():
@@ -9,7 +10,7 @@ def test_inspect_reports_ops_and_hard_spots():
     run_inspect("tiny", as_json=True, out=buf)
     rep = json.loads(buf.getvalue())
     comps = rep["components"]
-    assert set(comps) == {"image_encoder", "text_encoder", "grounding_head", "interactive_decoder"}
+    assert set(comps) == set(C.COMPONENTS)
     enc = comps["image_encoder"]
     # the official ViT uses complex RoPE, which TVM's importer cannot take
     assert "view_as_complex.default" in enc["missing_in_tvm"]

@@ -3,10 +3,10 @@ import numpy as np
 
 
 def test_lifted_weights_are_ready_to_use():
-    from sam3_tvm import rope
-    from sam3_tvm.build import import_component
-    from sam3_tvm.lift import lift_params
-    from sam3_tvm.model import build_model
+    from sam3_tvm.model import rope
+    from sam3_tvm.frontend.importer import import_component
+    from sam3_tvm.frontend.lift import lift_params
+    from sam3_tvm.model.builder import build_model
 
     tiny_model = build_model("tiny", seed=0)
     rope.realify(tiny_model)

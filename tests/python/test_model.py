@@ -3,9 +3,9 @@ import re
 import pytest
 import torch
 
-from sam3_tvm import shims
+from sam3_tvm.model import shims
 from sam3_tvm.errors import Sam3TvmError
-from sam3_tvm.model import CONFIGS, build_model
+from sam3_tvm.model.builder import CONFIGS, build_model
 
 
 def test_shims_make_sam3_importable_without_triton():

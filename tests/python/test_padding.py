@@ -1,7 +1,7 @@
 """The fixed box bucket is exact: padded slots do not change the answer (torch only)."""
 import torch
 
-from sam3_tvm import components as C
+from sam3_tvm.model import components as C
 
 
 def test_padded_boxes_equal_the_unpadded_official_prompt(tiny_model):

@@ -22,7 +22,7 @@ def test_broadcast_weight_matmul_folded_and_equal():
     import tvm
     from tvm import relax
 
-    from sam3_tvm.rewrites import fold_broadcast_weights
+    from sam3_tvm.frontend.rewrites import fold_broadcast_weights
 
     mod = fold_broadcast_weights(_module((6, 1, 4), (4, 5), (6, 4, 5)))
     text = mod["main"].script()
@@ -39,7 +39,7 @@ def test_broadcast_weight_matmul_folded_and_equal():
     ((3, 4, 6), (3, 6, 5)),  # fine shape, but see below: w is not 2-D here
 ])
 def test_other_broadcasts_left_alone(x_shape, target):
-    from sam3_tvm.rewrites import fold_broadcast_weights
+    from sam3_tvm.frontend.rewrites import fold_broadcast_weights
 
     w_shape = (6, 5) if x_shape[0] == 1 else (1, 6, 5)
     mod = fold_broadcast_weights(_module(x_shape, w_shape, target))
@@ -47,10 +47,10 @@ def test_other_broadcasts_left_alone(x_shape, target):
 
 
 def test_grounding_head_has_no_broadcast_weights():
-    from sam3_tvm import rope
-    from sam3_tvm.build import import_component
+    from sam3_tvm.model import rope
+    from sam3_tvm.frontend.importer import import_component
 
-    from sam3_tvm.model import build_model
+    from sam3_tvm.model.builder import build_model
 
     tiny_model = build_model("tiny", seed=0)  # its own: realify changes the model
     rope.realify(tiny_model)

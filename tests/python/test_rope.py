@@ -1,6 +1,6 @@
 import torch
 
-from sam3_tvm import rope
+from sam3_tvm.model import rope
 
 
 def test_rotate_pairs_equals_complex_multiplication():

@@ -8,8 +8,8 @@ def _compile(module, inputs, schedule=True):
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 
-    from sam3_tvm.build import host_target
-    from sam3_tvm.pipeline import build_pipeline, optimize
+    from sam3_tvm.lowering.targets import host_target
+    from sam3_tvm.lowering.pipeline import build_pipeline, optimize
 
     ep = torch.export.export(module, tuple(inputs))
     mod, params = relax.frontend.detach_params(from_exported_program(ep, keep_params_as_input=True))

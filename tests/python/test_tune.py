@@ -23,11 +23,13 @@ def _text_encoder(monkeypatch, db):
     import tvm
     from tvm import relax
 
-    from sam3_tvm import components as C
-    from sam3_tvm import pipeline, rope
-    from sam3_tvm.build import host_target, import_component
-    from sam3_tvm.lift import lift_params
-    from sam3_tvm.model import build_model
+    from sam3_tvm.model import components as C
+    from sam3_tvm.lowering import pipeline
+    from sam3_tvm.model import rope
+    from sam3_tvm.frontend.importer import import_component
+    from sam3_tvm.lowering.targets import host_target
+    from sam3_tvm.frontend.lift import lift_params
+    from sam3_tvm.model.builder import build_model
 
     if db:
         monkeypatch.setenv("SAM3_TVM_TUNING_DB", db)

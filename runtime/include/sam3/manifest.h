@@ -8,7 +8,7 @@
 
 namespace sam3 {
 
-constexpr int kBundleSchemaVersion = 1;
+constexpr int kBundleSchemaVersion = 2;  // 2: video tracker components and `tracker`
 
 struct TensorSpec {
   std::string name;
@@ -27,6 +27,27 @@ struct ComponentSpec {
   std::string objects;  // Metal bundles built off macOS: the objects to link on a Mac
 };
 
+// The video tracker's constants, read by the compiler from the official model
+// (manifest `tracker` block, compiler/sam3_tvm/model/tracker_config.py).
+struct TrackerConfig {
+  int image_size = 0, low_res_mask_size = 0, input_mask_size = 0, hidden_dim = 0, mem_dim = 0;
+  int num_maskmem = 7, max_cond_frames_in_attn = 4, max_obj_ptrs_in_encoder = 16;
+  int max_memories = 10, max_pointers = 19;
+  bool keep_first_cond_frame = false, use_memory_selection = true;
+  float mf_threshold = 0.01f;
+  int memory_temporal_stride_for_eval = 1;
+  bool multimask_output_in_sam = true, multimask_output_for_tracking = true;
+  int multimask_min_pt_num = 0, multimask_max_pt_num = 1;
+  bool dynamic_multimask_via_stability = true, use_multimask_token_for_obj_ptr = true;
+  float dynamic_multimask_stability_delta = 0.05f, dynamic_multimask_stability_thresh = 0.98f;
+  float sigmoid_scale_for_mem_enc = 20.f, sigmoid_bias_for_mem_enc = -10.f;
+  bool non_overlap_masks_for_mem_enc = false;
+  int max_point_num_in_prompt_enc = 16;
+  bool clear_non_cond_mem_around_input = true, clear_non_cond_mem_for_multi_obj = false;
+  bool add_all_frames_to_correct_as_cond = true, iter_use_prev_mask_pred = true;
+  int output_fill_hole_area = 16;
+};
+
 struct Manifest {
   std::string dir;
   int schema_version = 0;
@@ -37,6 +58,7 @@ struct Manifest {
   int max_boxes = 0, max_points = 0;
   std::vector<float> mean, std;
   std::map<std::string, ComponentSpec> components;
+  TrackerConfig tracker;
 
   const ComponentSpec& component(const std::string& name) const;
   std::string path(const std::string& file) const { return dir + "/" + file; }

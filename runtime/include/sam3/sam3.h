@@ -67,6 +67,8 @@ class ImageState {
   int width_ = 0, height_ = 0;
 };
 
+class VideoSession;
+
 class Model {
  public:
   // `device`: "cpu" (default), "cuda" or "metal"; it must be the device the bundle
@@ -89,6 +91,7 @@ class Model {
   int num_threads() const;
 
  private:
+  friend class VideoSession;  // runs the tracker's components (sam3/video.h)
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 
 #include "sam3/error.h"
@@ -33,6 +34,49 @@ TensorSpec parse_spec(const nlohmann::json& j) {
     }
   }
   return s;
+}
+
+TrackerConfig parse_tracker(const nlohmann::json& t) {
+  TrackerConfig c;
+  auto get = [&](const char* key, auto& field) { field = t.at(key).get<std::decay_t<decltype(field)>>(); };
+  get("image_size", c.image_size);
+  get("low_res_mask_size", c.low_res_mask_size);
+  get("input_mask_size", c.input_mask_size);
+  get("hidden_dim", c.hidden_dim);
+  get("mem_dim", c.mem_dim);
+  get("num_maskmem", c.num_maskmem);
+  get("max_cond_frames_in_attn", c.max_cond_frames_in_attn);
+  get("keep_first_cond_frame", c.keep_first_cond_frame);
+  get("max_obj_ptrs_in_encoder", c.max_obj_ptrs_in_encoder);
+  get("max_memories", c.max_memories);
+  get("max_pointers", c.max_pointers);
+  get("use_memory_selection", c.use_memory_selection);
+  get("mf_threshold", c.mf_threshold);
+  get("memory_temporal_stride_for_eval", c.memory_temporal_stride_for_eval);
+  get("multimask_output_in_sam", c.multimask_output_in_sam);
+  get("multimask_min_pt_num", c.multimask_min_pt_num);
+  get("multimask_max_pt_num", c.multimask_max_pt_num);
+  get("multimask_output_for_tracking", c.multimask_output_for_tracking);
+  get("dynamic_multimask_via_stability", c.dynamic_multimask_via_stability);
+  get("dynamic_multimask_stability_delta", c.dynamic_multimask_stability_delta);
+  get("dynamic_multimask_stability_thresh", c.dynamic_multimask_stability_thresh);
+  get("use_multimask_token_for_obj_ptr", c.use_multimask_token_for_obj_ptr);
+  get("sigmoid_scale_for_mem_enc", c.sigmoid_scale_for_mem_enc);
+  get("sigmoid_bias_for_mem_enc", c.sigmoid_bias_for_mem_enc);
+  get("non_overlap_masks_for_mem_enc", c.non_overlap_masks_for_mem_enc);
+  get("max_point_num_in_prompt_enc", c.max_point_num_in_prompt_enc);
+  get("clear_non_cond_mem_around_input", c.clear_non_cond_mem_around_input);
+  get("clear_non_cond_mem_for_multi_obj", c.clear_non_cond_mem_for_multi_obj);
+  get("add_all_frames_to_correct_as_cond", c.add_all_frames_to_correct_as_cond);
+  get("iter_use_prev_mask_pred", c.iter_use_prev_mask_pred);
+  get("output_fill_hole_area", c.output_fill_hole_area);
+  // the session's fixed-size buffers and index tables rely on these
+  if (c.num_maskmem < 2 || c.max_cond_frames_in_attn < 2 || c.max_obj_ptrs_in_encoder < 1 ||
+      c.max_memories != c.max_cond_frames_in_attn + c.num_maskmem - 1 ||
+      c.max_pointers != c.max_cond_frames_in_attn + c.max_obj_ptrs_in_encoder - 1 ||
+      c.memory_temporal_stride_for_eval < 1 || c.mem_dim <= 0 || c.hidden_dim % c.mem_dim != 0)
+    throw Error("inconsistent tracker block");
+  return c;
 }
 
 }  // namespace
@@ -109,6 +153,7 @@ Manifest load_manifest(const std::string& dir) {
       }
       m.components[name] = std::move(s);
     }
+    m.tracker = parse_tracker(j.at("tracker"));
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {

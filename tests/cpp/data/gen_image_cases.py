@@ -189,7 +189,7 @@ def build_goldens(image_dir: str = IMAGE_DIR) -> dict:
     compiler = os.path.join(ROOT, "compiler")
     if compiler not in sys.path:
         sys.path.insert(0, compiler)
-    from sam3_tvm.predict import load_image, preprocess
+    from sam3_tvm.tools.predict import load_image, preprocess
 
     blob = bytearray()
 

@@ -66,7 +66,7 @@ def seq_sum(a) -> float:
 def _official():
     if os.path.join(ROOT, "compiler") not in sys.path:
         sys.path.insert(0, os.path.join(ROOT, "compiler"))
-    from sam3_tvm import shims
+    from sam3_tvm.model import shims
 
     shims.apply()
 

@@ -85,11 +85,11 @@ TEXTS = [
 
 def official_tokenizer():
     sys.path.insert(0, os.path.join(ROOT, "compiler"))
-    from sam3_tvm import shims
+    from sam3_tvm.model import shims
 
     shims.apply()
     from sam3.model.tokenizer_ve import SimpleTokenizer
-    from sam3_tvm.model import bpe_vocab_path
+    from sam3_tvm.model.builder import bpe_vocab_path
 
     return SimpleTokenizer(bpe_path=bpe_vocab_path())
 

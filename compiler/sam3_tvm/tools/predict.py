@@ -14,8 +14,8 @@ import os
 
 import numpy as np
 
-from . import components as C
-from .errors import Sam3TvmError
+from sam3_tvm.model import components as C
+from sam3_tvm.errors import Sam3TvmError
 
 
 def load_image(path: str):
@@ -46,7 +46,7 @@ def preprocess(img, size: int) -> np.ndarray:
 
 
 def tokenize(text: str, vocab: str, context_length: int) -> np.ndarray:
-    from .shims import apply
+    from sam3_tvm.model.shims import apply
 
     apply()  # `import sam3` needs the import-time shims
     from sam3.model.tokenizer_ve import SimpleTokenizer
@@ -142,9 +142,10 @@ def segment_points(bundle, feats, img_hw, points, box=None, multimask: bool = Tr
         raise Sam3TvmError(f"interactive prompts need 1..{mp} points (a box counts as 2)")
     c = np.array(coords, np.float32)[None] / np.array([w, h], np.float32) * size
     m = bundle.manifest["config"]["mask_size"]
-    masks, iou, obj = bundle.run("interactive_decoder", feats[5], feats[3], feats[4], c,
-                                 np.array(labels, np.int32)[None], np.zeros((1, 1, m, m), np.float32),
-                                 np.zeros((1,), np.float32))
+    masks, iou, obj, _, _ = bundle.run("interactive_decoder", feats[5], feats[3], feats[4], c,
+                                       np.array(labels, np.int32)[None],
+                                       np.zeros((1, 1, m, m), np.float32), np.zeros((1,), np.float32),
+                                       np.ones((1,), np.float32))  # + no_mem_embed, as predict_inst
     if multimask:
         masks, iou = masks[:, 1:], iou[:, 1:]
     else:
@@ -191,7 +192,7 @@ def write_outputs(out_dir: str, img, instances, prompt: dict) -> str:
 
 def run(bundle_dir: str, image: str, out_dir: str, text=None, boxes=(), points=(),
         threshold: float = 0.5, multimask: bool = True) -> dict:
-    from .runtime import Bundle
+    from sam3_tvm.bundle.runtime import Bundle
 
     if text is None and not boxes and not points:
         raise Sam3TvmError("give a prompt: --text, --box or --point")

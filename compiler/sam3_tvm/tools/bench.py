@@ -28,8 +28,8 @@ import time
 
 import numpy as np
 
-from .errors import Sam3TvmError
-from .progress import step
+from sam3_tvm.errors import Sam3TvmError
+from sam3_tvm.progress import step
 
 ROUND_CMDS = ("encode", "text", "point")
 PROMPT = "a red square"
@@ -78,9 +78,9 @@ class TorchSide:
     def __init__(self, config: str, checkpoint: str | None, seed: int, image_path: str):
         import torch
 
-        from . import components as C
-        from .model import build_model
-        from .predict import load_image
+        from sam3_tvm.model import components as C
+        from sam3_tvm.model.builder import build_model
+        from sam3_tvm.tools.predict import load_image
 
         self.torch = torch
         self.model = build_model(config, checkpoint=checkpoint, seed=seed)
@@ -173,8 +173,8 @@ def _tvm_matmul(m: int, k: int, n: int):
     import tvm
     from tvm import relax
 
-    from . import pipeline
-    from .build import host_target
+    from sam3_tvm.lowering import pipeline
+    from sam3_tvm.lowering.targets import host_target
 
     target = host_target()
     bb = relax.BlockBuilder()
@@ -238,7 +238,7 @@ def _bf16_matmul(m: int, k: int, n: int):
 
     import tvm
 
-    from . import bf16
+    from sam3_tvm.lowering import bf16
 
     with tempfile.TemporaryDirectory() as tmp:
         lib = bf16.standalone_library(m, k, n, os.path.join(tmp, "gemm.so"))
@@ -260,7 +260,7 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
     side in every round; its rows get the speed-up over `bundle` measured in that round."""
     import torch
 
-    from .build import load_manifest
+    from sam3_tvm.bundle.writer import load_manifest
 
     manifest = load_manifest(bundle)
     threads = threads or int(manifest["target"].get("num_cores") or os.cpu_count())
@@ -268,7 +268,7 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
     os.environ["TVM_NUM_THREADS"] = str(threads)  # both the driver and linear_rows
     src = manifest["weights_source"]
     checkpoint, seed = (None, int(src[len("random(seed="):-1])) if src.startswith("random(") else (src, 0)
-    exe = os.path.abspath(exe or os.path.join(os.path.dirname(__file__), "..", "..", "build",
+    exe = os.path.abspath(exe or os.path.join(os.path.dirname(__file__), "..", "..", "..", "build",
                                               "sam3-bench"))
     if not os.path.isfile(exe):
         raise Sam3TvmError(f"C++ bench driver not found: {exe} (run `make cpp`)")
@@ -396,7 +396,7 @@ def _versions() -> dict:
     import torch
     import tvm
 
-    from . import __version__
+    from sam3_tvm import __version__
 
     return {"sam3_tvm": __version__, "tvm": tvm.__version__, "torch": torch.__version__,
             "python": platform.python_version()}

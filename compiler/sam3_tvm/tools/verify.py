@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 
-from . import components as C
-from .errors import Sam3TvmError
-from .progress import step
+from sam3_tvm.model import components as C
+from sam3_tvm.errors import Sam3TvmError
+from sam3_tvm.progress import step
 
 # Tolerances (fp32). rel L2 = ||tvm - torch|| / ||torch||. assert_allclose is
 # run with rtol and atol = ATOL_SCALE * max|torch output|, so a tensor whose
@@ -54,9 +54,9 @@ def verify_bundle(bundle_dir: str, json_path: str | None = None, seed: int = 1,
     """Run seeded inputs through torch and the bundle; return the table rows."""
     import torch
 
-    from . import rope
-    from .model import build_model
-    from .runtime import Bundle
+    from sam3_tvm.model import rope
+    from sam3_tvm.model.builder import build_model
+    from sam3_tvm.bundle.runtime import Bundle
 
     with step(f"load bundle {bundle_dir}"):
         bundle = Bundle(bundle_dir)
@@ -74,18 +74,16 @@ def verify_bundle(bundle_dir: str, json_path: str | None = None, seed: int = 1,
     tol = BF16_TOLERANCE if precision == "bf16" else TOLERANCES[config]
     rows = []
     for name in man["components"]:
-        point_counts = [1, 3] if name == "interactive_decoder" else [None]
-        for n in point_counts:
-            inputs = C.example_inputs(name, cfg, seed=seed, num_points=n or 3)
-            with step(f"torch {name}" + (f" ({n} points)" if n else "")):
+        for label, inputs in verify_cases(name, cfg, seed):
+            with step(f"torch {name}{label}"):
                 with torch.no_grad():
-                    ref = [r.numpy() for r in C.make(name, model)(*inputs)]
-            with step(f"tvm {name}" + (f" ({n} points)" if n else "")):
+                    ref = [r.numpy() for r in reference(name, model, inputs)]
+            with step(f"tvm {name}{label}"):
                 got = bundle.run(name, *[x.numpy() for x in inputs])
             _, outs = C.signature(name, cfg)
             for spec, g, r in zip(outs, got, ref):
                 row = compare(spec.name, g, r, tol)
-                row["component"] = name + (f"[{n}pt]" if n else "")
+                row["component"] = name + label
                 rows.append(row)
     print_table(rows)
     if json_path:
@@ -93,6 +91,30 @@ def verify_bundle(bundle_dir: str, json_path: str | None = None, seed: int = 1,
             json.dump({"bundle": bundle_dir, "config": config, "tolerances": tol, "rows": rows}, f,
                       indent=2)
     return rows
+
+
+def verify_cases(name: str, cfg, seed: int) -> list[tuple[str, list]]:
+    """(label, seeded inputs) per case: both ends of each symbolic dimension's range and
+    a middle value; the memory attention also with no, some and all pointer slots used."""
+    if name == "interactive_decoder":
+        return [(f"[{n}pt]", C.example_inputs(name, cfg, seed=seed, num_points=n)) for n in (1, 3)]
+    if name == "memory_attention":
+        cases = [(1, 0), (3, 5), (cfg.max_memories, cfg.max_pointers)]
+        return [(f"[{m}mem,{p}ptr]", C.example_inputs(name, cfg, seed=seed, num_mem=m, num_ptrs=p))
+                for m, p in cases]
+    return [("", C.example_inputs(name, cfg, seed=seed))]
+
+
+def reference(name: str, model, inputs) -> tuple:
+    """The official computation for a component's inputs. The wrappers call the official
+    modules, except the memory attention, which re-expresses RoPE and the pointer bucket
+    (`model/memory_attention.py`): its reference is the official encoder call."""
+    if name == "memory_attention":
+        from sam3_tvm.model.memory_attention import official_memory_attention
+
+        return (official_memory_attention(model, *inputs),)
+    out = C.make(name, model)(*inputs)
+    return out if isinstance(out, tuple) else (out,)
 
 
 def print_table(rows: list[dict], file=sys.stdout) -> None:

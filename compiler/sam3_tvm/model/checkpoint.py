@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import Sam3TvmError
+from sam3_tvm.errors import Sam3TvmError
 
 TRACKER_PREFIX = "inst_interactive_predictor.model."
 

@@ -14,7 +14,7 @@ import json
 import re
 import sys
 
-from . import components as C
+from sam3_tvm.model import components as C
 
 # Op name fragments -> the hard spot they signal.
 HARD_OPS = {
@@ -69,7 +69,7 @@ def _source_spots(wrapper) -> list[dict]:
 def inspect_component(name: str, model, cfg, handled: set[str]) -> dict:
     import torch
 
-    from .export import export_component
+    from sam3_tvm.frontend.export import export_component
 
     ep, wrapper = export_component(name, model, cfg)
     ep = ep.run_decompositions()
@@ -104,9 +104,9 @@ def inspect_component(name: str, model, cfg, handled: set[str]) -> dict:
 
 
 def run_inspect(config: str = "tiny", as_json: bool = False, out=sys.stdout) -> dict:
-    from .converters import CONVERTERS
-    from .model import build_model
-    from .shims import apply
+    from sam3_tvm.frontend.converters import CONVERTERS
+    from sam3_tvm.model.builder import build_model
+    from sam3_tvm.model.shims import apply
 
     model = build_model(config)
     cfg = model.sam3_tvm_config

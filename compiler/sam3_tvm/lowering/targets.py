@@ -9,7 +9,7 @@ import re
 import shutil
 from dataclasses import dataclass
 
-from .errors import Sam3TvmError
+from sam3_tvm.errors import Sam3TvmError
 
 KINDS = ("cpu", "cuda", "metal")
 PRECISIONS = ("fp32", "fp16", "bf16")

@@ -10,12 +10,13 @@ import time
 
 import numpy as np
 
-from . import BUNDLE_SCHEMA_VERSION, __version__
-from . import components as C
-from . import targets
-from .errors import Sam3TvmError
-from .progress import step
-from .targets import TargetSpec, host_target  # noqa: F401 - host_target: public here
+from sam3_tvm import BUNDLE_SCHEMA_VERSION
+from sam3_tvm import __version__
+from sam3_tvm.model import components as C
+from sam3_tvm.lowering import targets
+from sam3_tvm.errors import Sam3TvmError
+from sam3_tvm.progress import step
+from sam3_tvm.lowering.targets import TargetSpec
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
@@ -24,30 +25,6 @@ VOCAB = "bpe_simple_vocab_16e6.txt.gz"
 # code generator emits `float2 v = make_ushort2(...)` (no conversion; nvcc
 # rejects it) for a vectorised select on the decoder's has_mask flag.
 GPU_NO_VECTORIZE = {"interactive_decoder"}
-
-
-def import_component(name: str, model, cfg, no_float64: bool = False):
-    """torch.export -> Relax. Returns (IRModule without params, params, param names)."""
-    from tvm import relax
-    from tvm.relax.frontend.torch import from_exported_program
-
-    from .converters import converters
-    from .export import export_component
-    from .rewrites import fold_broadcast_weights
-
-    ep, wrapper = export_component(name, model, cfg)
-    mod = from_exported_program(ep, keep_params_as_input=True,
-                                custom_convert_map=converters(no_float64))
-    mod = fold_broadcast_weights(mod)
-    num_input = int(mod["main"].attrs["num_input"])
-    relax_names = [str(v.name) for v in mod["main"].params[num_input:]]
-    placeholder_to_fqn = dict(ep.graph_signature.inputs_to_parameters)
-    # name each weight as in the model's state_dict, so components share one file
-    model_name = {id(p): n for n, p in model.named_parameters()}
-    wrapper_params = dict(wrapper.named_parameters())
-    names = [model_name[id(wrapper_params[placeholder_to_fqn[n]])] for n in relax_names]
-    mod, params = relax.frontend.detach_params(mod)
-    return mod, params["main"], names
 
 
 # Components whose linear layers --precision bf16 moves to bf16. The grounding head
@@ -64,22 +41,25 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
     docs/gpu.md). Returns its manifest entry and its weights."""
     import tvm
 
-    from . import pipeline
+    from sam3_tvm.lowering import pipeline
 
-    from .lift import lift_params
+    from sam3_tvm.frontend.lift import lift_params
 
     spec = spec or TargetSpec()
     # fp16 (ToMixedPrecision rejects float64) and Metal (no float64): converters.py
+    from sam3_tvm.frontend.importer import import_component
+
     mod, params, names = import_component(
         name, model, cfg, no_float64=spec.precision == "fp16" or spec.kind == "metal")
     if spec.precision == "bf16" and name in BF16_COMPONENTS:
         # before lifting, so the weights are packed to bf16 at compile time
-        from .bf16 import bf16_linears
+        from sam3_tvm.lowering.bf16 import bf16_linears
 
         mod = bf16_linears(mod)
     mod, arrays, names = lift_params(name, mod, params, names)
     mod = pipeline.optimize(mod, target, precision=spec.precision)
-    dynamic = name == "interactive_decoder"
+    dims = C.symbolic_dims(name, cfg)
+    dynamic = bool(dims)
     config = {"tirx.disable_vectorize": True} if spec.is_gpu and name in GPU_NO_VECTORIZE else {}
     with targets.cuda_compiler(spec, target), tvm.transform.PassContext(opt_level=3, config=config):
         ex = tvm.compile(mod, target=target, relax_pipeline=pipeline.build_pipeline(dynamic))
@@ -103,8 +83,8 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
              "inputs": [spec_of(s) for s in ins], "outputs": [spec_of(s) for s in outs],
              "params": names, "param_shapes": [[int(d) for d in a.shape] for a in arrays],
              "param_dtypes": [str(a.dtype) for a in arrays], **extra}
-    if dynamic:
-        entry["dims"] = {"num_points": {"min": 1, "max": C.MAX_POINTS}}
+    if dims:
+        entry["dims"] = {d: {"min": lo, "max": hi} for d, (lo, hi) in dims.items()}
     return entry, dict(zip(names, arrays))
 
 
@@ -126,8 +106,9 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
     write the bundle to `out_dir`."""
     from safetensors.numpy import save_file
 
-    from . import rope
-    from .model import CONFIGS, bpe_vocab_path, build_model
+    from sam3_tvm.model import rope
+    from sam3_tvm.model.builder import CONFIGS, bpe_vocab_path, build_model
+    from sam3_tvm.model.tracker_config import tracker_block
 
     if config not in CONFIGS:
         raise Sam3TvmError(f"unknown config {config!r}; choose one of {sorted(CONFIGS)}")
@@ -168,6 +149,7 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
                       "start_token": 49406, "end_token": 49407, "pad_token": 0},
         "weights": WEIGHTS,
         "components": entries,
+        "tracker": tracker_block(model),
         "compile_seconds": round(time.time() - t0, 1),
     }
     with open(os.path.join(out_dir, MANIFEST), "w") as f:

@@ -6,19 +6,22 @@ import contextlib
 
 import torch
 
-from . import components as C
+from sam3_tvm.model import components as C
 
 
 def export_component(name: str, model, cfg):
     """Return (`torch.export.ExportedProgram`, wrapper module) for component `name`."""
+    import inspect
+
     wrapper = C.make(name, model)
     args = tuple(C.example_inputs(name, cfg))
+    dims = {d: torch.export.Dim(d, min=lo, max=hi) for d, (lo, hi) in C.symbolic_dims(name, cfg).items()}
     dynamic = None
-    if name == "interactive_decoder":
-        n = torch.export.Dim("num_points", min=1, max=C.MAX_POINTS)
-        dynamic = {"image_embed": None, "hr0": None, "hr1": None,
-                   "point_coords": {1: n}, "point_labels": {1: n},
-                   "mask_input": None, "has_mask": None}
+    if dims:
+        ins, _ = C.signature(name, cfg)
+        params = list(inspect.signature(wrapper.forward).parameters)
+        dynamic = {p: ({i: dims[d] for i, d in enumerate(spec.shape) if isinstance(d, str)} or None)
+                   for p, spec in zip(params, ins)}
     with torch.no_grad(), _pos_enc_cache_kept(model), _unmasked_attention_as_math():
         ep = torch.export.export(wrapper, args, dynamic_shapes=dynamic, strict=False)
     return ep, wrapper
@@ -56,7 +59,7 @@ def _unmasked_attention_as_math():
                             is_causal=is_causal, scale=scale, **kw)
         s = scale if scale is not None else q.shape[-1] ** -0.5
         kt = k.transpose(-2, -1)
-        chunks = _query_chunks(q.shape, k.shape[-2])
+        chunks = query_blocks(q.shape, k.shape[-2])
         if chunks == 1:
             return torch.softmax((q * s) @ kt, dim=-1) @ v
         return torch.cat([torch.softmax((qc * s) @ kt, dim=-1) @ v
@@ -72,7 +75,7 @@ def _unmasked_attention_as_math():
 SCORE_CHUNK_BYTES = 64 << 20
 
 
-def _query_chunks(q_shape, keys: int) -> int:
+def query_blocks(q_shape, keys: int) -> int:
     """How many query blocks an attention is split into so that no score matrix is
     larger than SCORE_CHUNK_BYTES. The ViT's global blocks score 16x5184x5184 floats
     (1.7 GB): whole, the scores and the softmax each took a buffer that size, and the

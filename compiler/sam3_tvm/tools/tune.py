@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 
-from .errors import Sam3TvmError
-from .progress import step
+from sam3_tvm.errors import Sam3TvmError
+from sam3_tvm.progress import step
 
-TUNING_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tuning")
+TUNING_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "tuning")
 
 
 def database_dir(target) -> str:
@@ -43,10 +43,12 @@ def tune(config: str, components: list[str], trials: int, top: int, seed: int = 
     kernels that the FLOP ranking never picks) instead of the heaviest by FLOPs."""
     from tvm.s_tir import meta_schedule as ms
 
-    from . import pipeline, rope
-    from .build import host_target, import_component
-    from .lift import lift_params
-    from .model import build_model
+    from sam3_tvm.lowering import pipeline
+    from sam3_tvm.model import rope
+    from sam3_tvm.frontend.importer import import_component
+    from sam3_tvm.lowering.targets import host_target
+    from sam3_tvm.frontend.lift import lift_params
+    from sam3_tvm.model.builder import build_model
 
     if trials < 1 or top < 1:
         raise Sam3TvmError("--trials and --top must be at least 1")

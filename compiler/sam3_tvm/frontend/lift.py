@@ -82,7 +82,7 @@ def _nbytes(t) -> int:
 
 def lift_params(component: str, mod: tvm.IRModule, params: list, names: list[str]):
     """Returns (module whose `main` takes the transformed weights, their arrays, names)."""
-    from .build import host_target
+    from sam3_tvm.lowering.targets import host_target
 
     lifted = relax.transform.LiftTransformParams()(mod)
     tp_name = "main_transform_params"

@@ -13,8 +13,8 @@ import functools
 import os
 from dataclasses import dataclass
 
-from . import shims
-from .errors import Sam3TvmError
+from sam3_tvm.model import shims
+from sam3_tvm.errors import Sam3TvmError
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,14 @@ class Config:
     d_model: int        # detector / tracker width
     text_width: int
     num_queries: int
+    mem_dim: int        # tracker memory channels
     context_length: int = 32
     vocab_size: int = 49408
+    # tracker memory bank bounds (model_builder.build_tracker: 4 conditioning frames in
+    # attention + 6 recent memories; pointers: 4 conditioning + 15 recent);
+    # build_model checks them against the built tracker
+    max_memories: int = 10
+    max_pointers: int = 19
 
     @property
     def grid(self) -> int:
@@ -36,10 +42,14 @@ class Config:
     def mask_size(self) -> int:  # the 4x FPN level, also the mask logit resolution
         return self.grid * 4
 
+    @property
+    def input_mask_size(self) -> int:  # tracker mask inputs and memory-encoder masks
+        return self.mask_size * 4
+
 
 CONFIGS = {
-    "full": Config("full", 1008, 14, 256, 1024, 200),
-    "tiny": Config("tiny", 336, 14, 32, 64, 20),
+    "full": Config("full", 1008, 14, 256, 1024, 200, 64),
+    "tiny": Config("tiny", 336, 14, 32, 64, 20, 16),
 }
 
 # Constructor keyword overrides for `tiny`, keyed by the class name as it is
@@ -165,8 +175,14 @@ def build_model(config: str = "tiny", checkpoint: str | None = None, seed: int =
         model.inst_interactive_predictor._bb_feat_sizes = [(4 * g, 4 * g), (2 * g, 2 * g), (g, g)]
     _init_uninitialised(model, seed)
     if checkpoint is not None:
-        from .checkpoint import load_checkpoint
+        from sam3_tvm.model.checkpoint import load_checkpoint
         load_checkpoint(model, checkpoint)
     model.eval()
-    model.sam3_tvm_config = CONFIGS[config]
+    cfg = CONFIGS[config]
+    from sam3_tvm.model.memory_attention import memory_limits
+
+    tracker = model.inst_interactive_predictor.model
+    if (tracker.mem_dim, *memory_limits(tracker)) != (cfg.mem_dim, cfg.max_memories, cfg.max_pointers):
+        raise Sam3TvmError("the official tracker's memory sizes changed; update model.CONFIGS")
+    model.sam3_tvm_config = cfg
     return model

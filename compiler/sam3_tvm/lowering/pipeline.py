@@ -42,13 +42,13 @@ def optimize(mod: tvm.IRModule, target, schedule: bool = True,
     then default schedules for every kernel: ours for CPU (`schedule.py`),
     DLight for GPUs (`gpu_schedule.py`). On CPU, softmax/GELU/sigmoid/exp are
     legalised with vectorisable math (`fastmath.py`)."""
-    from . import fastmath
-    from .gpu_schedule import gpu_schedule
-    from .schedule import default_cpu_schedule
+    from sam3_tvm.lowering import fastmath
+    from sam3_tvm.lowering.gpu_schedule import gpu_schedule
+    from sam3_tvm.lowering.schedule import default_cpu_schedule
 
     if precision == "fp16":
         mod = mixed_precision(mod)
-    from .tune import open_database
+    from sam3_tvm.tools.tune import open_database
 
     db = open_database(target) if use_tuning and target.kind.name == "llvm" else None
     with target, (db if db is not None else contextlib.nullcontext()):

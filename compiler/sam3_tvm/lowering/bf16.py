@@ -26,7 +26,7 @@ import tvm
 from tvm import relax, te, tirx
 from tvm.script import tirx as T
 
-from .rewrites import static_shape
+from sam3_tvm.frontend.rewrites import static_shape
 
 PANEL = 64  # output columns per micro-kernel call (4 zmm registers)
 ROWS = 6    # rows per micro-kernel call (6x4 fp32 accumulators + 4 B + 1 A = 29 zmm)
@@ -164,7 +164,7 @@ def gemm_func(m: int, k: int, n: int):
 def standalone_library(m: int, k: int, n: int, path: str):
     """`gemm` (x[m,k] @ W + bias) and `pack` (W -> bf16 panels) as one library at `path`,
     loaded: the kernel outside a bundle, for the benchmark rows and the tests."""
-    from .build import host_target
+    from sam3_tvm.lowering.targets import host_target
 
     mod = tvm.IRModule({"gemm": gemm_func(m, k, n).with_attr("global_symbol", "gemm"),
                         "pack": pack_func(k, n).with_attr("global_symbol", "pack")})

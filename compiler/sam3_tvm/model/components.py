@@ -110,15 +110,21 @@ class GroundingHead(nn.Module):
 
 
 class InteractiveDecoder(nn.Module):
-    """SAM prompt encoder + mask decoder for points/boxes on one image.
+    """SAM prompt encoder + mask decoder + object pointer: the SAM heads of the image
+    interactive path and of the video tracker (`Sam3TrackerBase._forward_sam_heads`).
 
-    Inputs: tracker features from ImageEncoder, point coords [1,N,2] in
-    input-resolution pixels (a box is two points with labels 2, 3, first), labels
-    [1,N] int32, previous mask logits [1,1,M,M] and has_mask [1] (0 or 1).
-    Outputs all four mask logits [1,4,M,M] (index 0 = single-mask output,
-    1..3 = multimask), IoU predictions [1,4] and the object score logit [1,1];
-    the runtime picks masks as `MaskDecoder.forward` does. Mirrors
-    `SAM3InteractiveImagePredictor._predict` and `Sam3Image.predict_inst`."""
+    Inputs: image features [1,C,G,G] (tracker neck, or memory-conditioned in video),
+    `add_no_mem_embed` [1] (1: add `no_mem_embed` first, as `predict_inst` and the
+    tracker on frames without memory do; 0: features used as given), the two
+    high-resolution tracker levels, point coords [1,N,2] in input-resolution pixels (a
+    box is two points with labels 2, 3, first; the tracker without points passes one
+    point with label -1), labels [1,N] int32, a mask prompt [1,1,M,M] and has_mask [1].
+    Outputs all four mask logits [1,4,M,M] (0 = single-mask output, 1..3 = multimask),
+    IoU predictions [1,4], the object score logit [1,1], the object pointer of each of
+    the four output tokens [1,4,C] (`obj_ptr_proj`, replaced by `no_obj_ptr` when the
+    object score is <= 0) and `no_obj_ptr` [1,C] itself (for masks given as output, whose
+    pointer is `no_obj_ptr` when the mask is empty). The runtime picks masks and tokens as
+    `MaskDecoder.forward` and `_forward_sam_heads` do."""
 
     def __init__(self, model):
         super().__init__()
@@ -126,23 +132,34 @@ class InteractiveDecoder(nn.Module):
         self.prompt_encoder = tracker.sam_prompt_encoder
         self.mask_decoder = tracker.sam_mask_decoder
         self.no_mem_embed = tracker.no_mem_embed
+        self.obj_ptr_proj = tracker.obj_ptr_proj
+        self.no_obj_ptr = tracker.no_obj_ptr
 
-    def forward(self, image_embed, hr0, hr1, point_coords, point_labels, mask_input, has_mask):
-        # predict_inst: no_mem_embed is added to the lowest-resolution features
+    def forward(self, image_embed, hr0, hr1, point_coords, point_labels, mask_input, has_mask,
+                add_no_mem_embed):
         c = image_embed.shape[1]
-        embed = image_embed + self.no_mem_embed.view(1, c, 1, 1)
+        embed = image_embed + add_no_mem_embed.view(1, 1, 1, 1) * self.no_mem_embed.view(1, c, 1, 1)
         points = (point_coords, point_labels)
         sparse, dense_none = self.prompt_encoder(points=points, boxes=None, masks=None)
         _, dense_mask = self.prompt_encoder(points=points, boxes=None, masks=mask_input)
         dense = torch.where(has_mask.view(1, 1, 1, 1) > 0.5, dense_mask, dense_none)
-        masks, iou, _, obj = self.mask_decoder.predict_masks(
+        masks, iou, tokens, obj = self.mask_decoder.predict_masks(
             image_embeddings=embed, image_pe=self.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
             repeat_image=False, high_res_features=[hr0, hr1])
-        return masks, iou, obj
+        # _forward_sam_heads: lambda * obj_ptr + (1 - lambda) * no_obj_ptr, lambda in {0, 1}
+        lam = (obj > 0).float().view(1, 1, 1)
+        ptr = lam * self.obj_ptr_proj(tokens)
+        ptr = ptr + (1 - lam) * self.no_obj_ptr
+        return masks, iou, obj, ptr, self.no_obj_ptr + 0
 
 
-COMPONENTS = ("image_encoder", "text_encoder", "grounding_head", "interactive_decoder")
+IMAGE_COMPONENTS = ("image_encoder", "text_encoder", "grounding_head", "interactive_decoder")
+# the video tracker's own modules (it also uses image_encoder and interactive_decoder)
+VIDEO_COMPONENTS = ("memory_encoder", "memory_attention", "mask_downsample")
+COMPONENTS = IMAGE_COMPONENTS + VIDEO_COMPONENTS
+# symbolic dimensions: name -> (min, max(cfg))
+DIMS = {"num_points": (1, lambda cfg: MAX_POINTS), "num_mem": (1, lambda cfg: cfg.max_memories)}
 
 
 def signature(component: str, cfg) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -172,25 +189,57 @@ def signature(component: str, cfg) -> tuple[list[TensorSpec], list[TensorSpec]]:
         return ([trk[2], trk[0], trk[1],
                  TensorSpec("point_coords", (1, "num_points", 2), f32),
                  TensorSpec("point_labels", (1, "num_points"), i32),
-                 TensorSpec("mask_input", (1, 1, M, M), f32), TensorSpec("has_mask", (1,), f32)],
+                 TensorSpec("mask_input", (1, 1, M, M), f32), TensorSpec("has_mask", (1,), f32),
+                 TensorSpec("add_no_mem_embed", (1,), f32)],
                 [TensorSpec("masks", (1, 4, M, M), f32), TensorSpec("iou", (1, 4), f32),
-                 TensorSpec("object_score", (1, 1), f32)])
+                 TensorSpec("object_score", (1, 1), f32), TensorSpec("obj_ptr", (1, 4, D), f32),
+                 TensorSpec("no_obj_ptr", (1, D), f32)])
+    Cm, MI = cfg.mem_dim, cfg.input_mask_size
+    if component == "memory_encoder":
+        return ([trk[2], TensorSpec("mask_for_mem", (1, 1, MI, MI), f32),
+                 TensorSpec("object_score", (1, 1), f32)],
+                [TensorSpec("memory", (1, Cm, G, G), f32)])
+    if component == "memory_attention":
+        P = cfg.max_pointers
+        return ([trk[2], TensorSpec("memory", ("num_mem", Cm, G, G), f32),
+                 TensorSpec("memory_tpos", ("num_mem",), i64),
+                 TensorSpec("ptrs", (P, D), f32), TensorSpec("ptr_pos", (P,), f32),
+                 TensorSpec("ptr_valid", (P,), f32)],
+                [TensorSpec("pix_feat_with_mem", (1, D, G, G), f32)])
+    if component == "mask_downsample":
+        return ([TensorSpec("mask", (1, 1, MI, MI), f32)], [TensorSpec("mask_prompt", (1, 1, M, M), f32)])
     raise KeyError(component)
 
 
 def make(component: str, model) -> nn.Module:
+    from sam3_tvm.model.mask_downsample import MaskDownsample
+    from sam3_tvm.model.memory_attention import MemoryAttention
+    from sam3_tvm.model.memory_encoder import MemoryEncoder
+
     cls = {"image_encoder": ImageEncoder, "text_encoder": TextEncoder,
-           "grounding_head": GroundingHead, "interactive_decoder": InteractiveDecoder}[component]
+           "grounding_head": GroundingHead, "interactive_decoder": InteractiveDecoder,
+           "memory_encoder": MemoryEncoder, "memory_attention": MemoryAttention,
+           "mask_downsample": MaskDownsample}[component]
     return cls(model).eval()
 
 
-def example_inputs(component: str, cfg, seed: int = 0, num_points: int = 3) -> list[torch.Tensor]:
-    """Seeded example inputs matching `signature()` (used by export and verify)."""
+def symbolic_dims(component: str, cfg) -> dict:
+    """{dim name: (min, max)} of the component's symbolic dimensions."""
+    ins, _ = signature(component, cfg)
+    names = {d for s in ins for d in s.shape if isinstance(d, str)}
+    return {n: (DIMS[n][0], DIMS[n][1](cfg)) for n in sorted(names)}
+
+
+def example_inputs(component: str, cfg, seed: int = 0, num_points: int = 3,
+                   num_mem: int = 3, num_ptrs: int = 5) -> list[torch.Tensor]:
+    """Seeded example inputs matching `signature()` (used by export and verify).
+    `num_ptrs` of the `max_pointers` pointer slots are marked valid."""
     g = torch.Generator().manual_seed(seed)
     ins, _ = signature(component, cfg)
+    sizes = {"num_points": num_points, "num_mem": num_mem}
     out = []
     for spec in ins:
-        shape = tuple(num_points if d == "num_points" else d for d in spec.shape)
+        shape = tuple(sizes[d] if isinstance(d, str) else d for d in spec.shape)
         if spec.name == "token_ids":
             t = torch.zeros(shape, dtype=torch.int64)
             n = 7
@@ -212,10 +261,20 @@ def example_inputs(component: str, cfg, seed: int = 0, num_points: int = 3) -> l
             t = torch.rand(shape, generator=g) * cfg.image_size
         elif spec.name == "point_labels":
             t = torch.tensor([[1, 0, 1] * ((shape[1] + 2) // 3)], dtype=torch.int32)[:, : shape[1]]
-        elif spec.name == "has_mask":
+        elif spec.name in ("has_mask", "add_no_mem_embed"):
             t = torch.ones(shape)
         elif spec.name == "image":
             t = torch.rand(shape, generator=g) * 2 - 1
+        elif spec.name in ("mask_for_mem", "mask"):  # sigmoid(x) * 20 - 10, x smooth logits
+            t = torch.sigmoid(torch.randn(shape, generator=g) * 4) * 20 - 10
+        elif spec.name == "memory_tpos":  # a conditioning frame, then recent slots
+            t = torch.tensor([6, 0, 5, 4, 3, 2, 1, 6, 6, 6], dtype=torch.int64)[: shape[0]]
+        elif spec.name == "memory":  # stored as bf16
+            t = torch.randn(shape, generator=g).to(torch.bfloat16).float()
+        elif spec.name == "ptr_pos":
+            t = torch.arange(shape[0], dtype=torch.float32) / 15
+        elif spec.name == "ptr_valid":
+            t = (torch.arange(shape[0]) < num_ptrs).float()
         else:
             t = torch.randn(shape, generator=g)
         out.append(t)

@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from .build import load_manifest
-from .errors import Sam3TvmError
+from sam3_tvm.bundle.writer import load_manifest
+from sam3_tvm.errors import Sam3TvmError
 
 
 def cpu_has_bf16() -> bool:

@@ -1,0 +1,1 @@
+"""Writing a bundle (compile every component, manifest, weights) and running one from Python."""
