@@ -2,7 +2,8 @@
 # Install the Debian packages the build needs, only those not yet installed.
 set -eu
 pkgs=(g++ cmake make pkg-config python3-venv time
-      libpng-dev libjpeg-dev zlib1g-dev libutf8proc-dev nlohmann-json3-dev libcli11-dev libgtest-dev)
+      libpng-dev libjpeg-dev zlib1g-dev libutf8proc-dev nlohmann-json3-dev libcli11-dev libgtest-dev
+      libavformat-dev libavcodec-dev libavutil-dev libswscale-dev ffmpeg)
 need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")

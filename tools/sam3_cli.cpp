@@ -3,30 +3,16 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <sstream>
 
+#include "cli_util.h"
 #include "outputs.h"
 #include "sam3/sam3.h"
+#include "track.h"
 
 namespace {
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> parts;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) parts.push_back(item);
-  return parts;
-}
-
-float number(const std::string& s, const std::string& what) {
-  try {
-    size_t used = 0;
-    float v = std::stof(s, &used);
-    if (used == s.size()) return v;
-  } catch (const std::exception&) {
-  }
-  throw sam3::Error("bad " + what + ": '" + s + "' is not a number");
-}
+using sam3::cli::number;
+using sam3::cli::split;
 
 bool sign(const std::vector<std::string>& parts, size_t n, const std::string& what,
           const std::string& arg) {
@@ -82,11 +68,15 @@ int main(int argc, char** argv) {
   seg->add_option("--device", device, "cpu or cuda (metal: untested); must match the bundle's "
                   "target (sam3 info)")->default_val("cpu");
 
+  sam3::cli::TrackArgs track_args;
+  auto* track = sam3::cli::add_track_command(app, track_args);
+
   auto* info = app.add_subcommand("info", "describe a bundle");
   info->add_option("--bundle", bundle, "bundle directory")->required();
 
   CLI11_PARSE(app, argc, argv);
   try {
+    if (track->parsed()) return sam3::cli::run_track(track_args);
     if (info->parsed()) {
       sam3::Manifest m = sam3::load_manifest(bundle);
       std::printf("bundle      %s\nconfig      %s (image %d, masks %d, %d queries)\n"

@@ -307,11 +307,13 @@ void png_write_file(png_structp png, png_bytep data, size_t n) {
 
 void png_flush_file(png_structp png) { std::fflush(static_cast<std::FILE*>(png_get_io_ptr(png))); }
 
-bool png_write_all(PngWriter& w, int width, int height, int color, png_bytep* rows) {
+bool png_write_all(PngWriter& w, int width, int height, int color, png_bytep* rows,
+                   const std::vector<png_color>* palette = nullptr) {
   if (setjmp(png_jmpbuf(w.png))) return false;
   png_set_write_fn(w.png, w.file, png_write_file, png_flush_file);
   png_set_IHDR(w.png, w.info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), 8,
                color, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  if (palette) png_set_PLTE(w.png, w.info, palette->data(), static_cast<int>(palette->size()));
   png_write_info(w.png, w.info);
   png_write_image(w.png, rows);
   png_write_end(w.png, nullptr);
@@ -334,15 +336,14 @@ Image load_image(const std::string& path) {
   return decode_image(bytes.data(), bytes.size(), path);
 }
 
-void save_png(const std::string& path, int width, int height, int channels, const uint8_t* data) {
+namespace {
+
+// Writes rows as an 8-bit PNG of `color` type; removes the file on any failure.
+void write_png(const std::string& path, int width, int height, int channels, int color,
+               const uint8_t* data, const std::vector<png_color>* palette) {
   const std::string where = "cannot write PNG " + path + ": ";
   if (width <= 0 || height <= 0) throw Error(where + "zero-size image");
-  if (channels != 1 && channels != 3 && channels != 4)
-    throw Error(where + "unsupported channel count " + std::to_string(channels));
   if (!data) throw Error(where + "no pixel data");
-  const int color = channels == 1   ? PNG_COLOR_TYPE_GRAY
-                    : channels == 3 ? PNG_COLOR_TYPE_RGB
-                                    : PNG_COLOR_TYPE_RGB_ALPHA;
   std::vector<png_bytep> rows(static_cast<size_t>(height));
   const size_t stride = static_cast<size_t>(width) * channels;
   for (int y = 0; y < height; ++y) rows[y] = const_cast<png_bytep>(data + y * stride);
@@ -357,7 +358,7 @@ void save_png(const std::string& path, int width, int height, int channels, cons
     if (w.png) w.info = png_create_info_struct(w.png);
     if (!w.png || !w.info) {
       message = "out of memory";
-    } else if (!png_write_all(w, width, height, color, rows.data())) {
+    } else if (!png_write_all(w, width, height, color, rows.data(), palette)) {
       message = w.message;
     } else if (std::fclose(w.file) != 0) {
       w.file = nullptr;
@@ -369,6 +370,87 @@ void save_png(const std::string& path, int width, int height, int channels, cons
   }
   if (!ok) {
     std::remove(path.c_str());  // no half-written file
+    throw Error(where + message);
+  }
+}
+
+struct JpegWriter {
+  JpegErrors err{};
+  jpeg_compress_struct cinfo{};
+  std::FILE* file = nullptr;
+  bool created = false;
+  ~JpegWriter() {
+    if (created) jpeg_destroy_compress(&cinfo);
+    if (file) std::fclose(file);
+  }
+};
+
+bool jpeg_write_all(JpegWriter& w, int width, int height, const uint8_t* rgb, int quality) {
+  w.cinfo.err = jpeg_std_error(&w.err.mgr);
+  w.err.mgr.error_exit = jpeg_on_error;
+  w.err.mgr.emit_message = jpeg_on_message;
+  w.err.mgr.output_message = jpeg_no_output;
+  if (setjmp(w.err.jump)) return false;
+  jpeg_create_compress(&w.cinfo);
+  w.created = true;
+  jpeg_stdio_dest(&w.cinfo, w.file);
+  w.cinfo.image_width = static_cast<JDIMENSION>(width);
+  w.cinfo.image_height = static_cast<JDIMENSION>(height);
+  w.cinfo.input_components = 3;
+  w.cinfo.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&w.cinfo);
+  jpeg_set_quality(&w.cinfo, quality, TRUE);
+  jpeg_start_compress(&w.cinfo, TRUE);
+  while (w.cinfo.next_scanline < w.cinfo.image_height) {
+    JSAMPROW row = const_cast<JSAMPROW>(rgb + static_cast<size_t>(w.cinfo.next_scanline) * width * 3);
+    jpeg_write_scanlines(&w.cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&w.cinfo);
+  return true;
+}
+
+}  // namespace
+
+void save_png(const std::string& path, int width, int height, int channels, const uint8_t* data) {
+  if (channels != 1 && channels != 3 && channels != 4)
+    throw Error("cannot write PNG " + path + ": unsupported channel count " + std::to_string(channels));
+  const int color = channels == 1   ? PNG_COLOR_TYPE_GRAY
+                    : channels == 3 ? PNG_COLOR_TYPE_RGB
+                                    : PNG_COLOR_TYPE_RGB_ALPHA;
+  write_png(path, width, height, channels, color, data, nullptr);
+}
+
+void save_png_indexed(const std::string& path, int width, int height, const uint8_t* indices,
+                      const std::vector<uint8_t>& palette_rgb) {
+  if (palette_rgb.empty() || palette_rgb.size() % 3 || palette_rgb.size() > 256 * 3)
+    throw Error("cannot write PNG " + path + ": the palette needs 1..256 RGB entries");
+  std::vector<png_color> pal(palette_rgb.size() / 3);
+  for (size_t i = 0; i < pal.size(); ++i)
+    pal[i] = png_color{palette_rgb[3 * i], palette_rgb[3 * i + 1], palette_rgb[3 * i + 2]};
+  write_png(path, width, height, 1, PNG_COLOR_TYPE_PALETTE, indices, &pal);
+}
+
+void save_jpeg(const std::string& path, int width, int height, const uint8_t* rgb, int quality) {
+  const std::string where = "cannot write JPEG " + path + ": ";
+  if (width <= 0 || height <= 0 || !rgb) throw Error(where + "empty image");
+  bool ok = false;
+  std::string message;
+  {
+    JpegWriter w;
+    w.file = std::fopen(path.c_str(), "wb");
+    if (!w.file) throw Error(where + std::strerror(errno));
+    if (!jpeg_write_all(w, width, height, rgb, quality)) {
+      message = w.err.message;
+    } else if (std::fclose(w.file) != 0) {
+      w.file = nullptr;
+      message = std::strerror(errno);
+    } else {
+      w.file = nullptr;
+      ok = true;
+    }
+  }
+  if (!ok) {
+    std::remove(path.c_str());
     throw Error(where + message);
   }
 }

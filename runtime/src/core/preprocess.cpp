@@ -1,4 +1,5 @@
-// The official SAM 3 resize and normalisation.
+// The official SAM 3 resizes and normalisations: the image path's and the
+// video path's.
 //
 // torchvision's v2.Resize on a uint8 image calls PyTorch's uint8 antialiased
 // bilinear kernel (on AVX2 CPUs), which works in fixed point: double-precision
@@ -8,9 +9,16 @@
 // intermediate). Every step below follows that arithmetic operation for
 // operation, so the result is bit-exact; float weights would be off by one in
 // places.
+//
+// The video loader resizes PIL images instead, with Pillow's BILINEAR filter.
+// PyTorch's kernel is a port of Pillow's, so the two share everything here but
+// the quantisation of the weights: Pillow always uses 22 fractional bits
+// (PRECISION_BITS = 32 - 8 - 2, leaving room for 8 bits of pixel and 2 of
+// overshoot) in int32, where PyTorch picks the most bits that fit int16.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "sam3/error.h"
 #include "sam3/image.h"
@@ -32,7 +40,12 @@ double triangle(double x) {
   return x < 1.0 ? 1.0 - x : 0.0;
 }
 
-AxisFilter make_filter(int in_size, int out_size) {
+// Pillow's fixed-point precision (libImaging/Resample.c, PRECISION_BITS).
+constexpr int kPillowPrecision = 22;
+
+// `fixed_precision` 0: PyTorch's int16 weights with the largest precision that
+// fits; otherwise Pillow's int32 weights with that many fractional bits.
+AxisFilter make_filter(int in_size, int out_size, int fixed_precision = 0) {
   const double scale = static_cast<double>(in_size) / out_size;
   // Downscaling widens the triangle to `scale` input pixels (the antialias).
   const double support = scale >= 1.0 ? scale : 1.0;
@@ -64,21 +77,27 @@ AxisFilter make_filter(int in_size, int out_size) {
     f.first[i] = static_cast<int>(lo);
     f.count[i] = static_cast<int>(n);
   }
-  // The most fractional bits for which the largest weight still fits int16.
-  for (f.precision = 0; f.precision < 22; ++f.precision) {
-    if (static_cast<int>(0.5 + w_max * (1 << (f.precision + 1))) >= (1 << 15)) break;
+  if (fixed_precision > 0) {
+    f.precision = fixed_precision;
+  } else {
+    // The most fractional bits for which the largest weight still fits int16.
+    for (f.precision = 0; f.precision < 22; ++f.precision) {
+      if (static_cast<int>(0.5 + w_max * (1 << (f.precision + 1))) >= (1 << 15)) break;
+    }
   }
   f.weights.resize(w.size());
   for (size_t k = 0; k < w.size(); ++k) {
+    // Round half away from zero; PyTorch then truncates to int16 (a no-op for
+    // the precision chosen above), Pillow keeps the int32.
     const double v = w[k] * (1 << f.precision);
-    f.weights[k] =
-        static_cast<int16_t>(v < 0 ? static_cast<int>(-0.5 + v) : static_cast<int>(0.5 + v));
+    const int q = v < 0 ? static_cast<int>(-0.5 + v) : static_cast<int>(0.5 + v);
+    f.weights[k] = fixed_precision > 0 ? q : static_cast<int16_t>(q);
   }
   return f;
 }
 
 // Adding half of the divisor before the arithmetic shift rounds to nearest;
-// the clamp is the kernel's saturating pack to uint8.
+// the clamp is PyTorch's saturating pack to uint8 and Pillow's clip8 table.
 inline uint8_t finish(int32_t acc, int precision) {
   const int32_t v = acc >> precision;
   return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
@@ -124,9 +143,10 @@ void filter_columns(const uint8_t* src, int w, const AxisFilter& f, int out_h, u
   }
 }
 
-}  // namespace
-
-std::vector<uint8_t> resize_bilinear_aa_u8(const Image& img, int out_w, int out_h) {
+// Both resizes: x pass then y pass, each skipped when that size is unchanged
+// (both references skip it; the filter would be the identity anyway).
+std::vector<uint8_t> resize_separable(const Image& img, int out_w, int out_h,
+                                      int fixed_precision) {
   if (img.width <= 0 || img.height <= 0) throw Error("cannot resize an empty image");
   if (img.rgb.size() != static_cast<size_t>(img.width) * img.height * 3)
     throw Error("cannot resize: image buffer holds " + std::to_string(img.rgb.size()) +
@@ -135,21 +155,90 @@ std::vector<uint8_t> resize_bilinear_aa_u8(const Image& img, int out_w, int out_
   if (out_w <= 0 || out_h <= 0)
     throw Error("cannot resize to " + std::to_string(out_w) + "x" + std::to_string(out_h));
 
-  // An axis whose size is unchanged is skipped, as the reference skips it.
   std::vector<uint8_t> cur = img.rgb;
   int w = img.width;
   if (out_w != img.width) {
     std::vector<uint8_t> next(static_cast<size_t>(img.height) * out_w * 3);
-    filter_rows(cur.data(), w, img.height, make_filter(img.width, out_w), out_w, next.data());
+    filter_rows(cur.data(), w, img.height, make_filter(img.width, out_w, fixed_precision), out_w,
+                next.data());
     cur.swap(next);
     w = out_w;
   }
   if (out_h != img.height) {
+    // Pillow filters only the rows the y pass reads; the others are unused,
+    // so filtering all of them gives the same result.
     std::vector<uint8_t> next(static_cast<size_t>(out_h) * w * 3);
-    filter_columns(cur.data(), w, make_filter(img.height, out_h), out_h, next.data());
+    filter_columns(cur.data(), w, make_filter(img.height, out_h, fixed_precision), out_h,
+                   next.data());
     cur.swap(next);
   }
   return cur;
+}
+
+// float32 -> IEEE half (round to nearest, ties to even) -> float32, by hand so
+// that nothing depends on the compiler's _Float16 or the CPU's F16C.
+float round_to_half(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  const uint32_t sign = u & 0x80000000u;
+  const uint32_t mag = u & 0x7fffffffu;
+  uint32_t h;  // the half's magnitude bits
+  if (mag >= 0x7f800000u) {
+    h = mag > 0x7f800000u ? 0x7e00u : 0x7c00u;  // NaN (quiet) / inf
+  } else if (mag >= 0x477ff000u) {
+    h = 0x7c00u;  // rounds to >= 65520: overflow to inf
+  } else if (mag >= 0x38800000u) {
+    // Normal half: rebias the exponent (127 -> 15) and drop 13 mantissa bits;
+    // a carry out of the mantissa correctly bumps the exponent.
+    const uint32_t drop = mag & 0x1fffu;
+    h = (mag - 0x38000000u) >> 13;
+    if (drop > 0x1000u || (drop == 0x1000u && (h & 1u))) ++h;
+  } else if (mag >= 0x33000000u) {
+    // Subnormal half (unit 2^-24): shift the full significand into place.
+    const uint32_t e = mag >> 23;                         // 102..112
+    const uint32_t sig = (mag & 0x7fffffu) | 0x800000u;   // value = sig * 2^(e-150)
+    const uint32_t shift = 126 - e;                       // to units of 2^-24
+    h = sig >> shift;
+    const uint32_t rem = sig & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1u))) ++h;
+  } else {
+    h = 0;  // below half the smallest subnormal: +-0
+  }
+  // Back to float32 (exact).
+  uint32_t out;
+  const uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+  if (exp == 0x1f) {
+    out = 0x7f800000u | (man << 13);
+  } else if (exp != 0) {
+    out = ((exp + 112u) << 23) | (man << 13);
+  } else {
+    const float v = static_cast<float>(man) * 5.9604644775390625e-8f;  // man * 2^-24
+    std::memcpy(&out, &v, 4);
+  }
+  out |= sign;
+  float r;
+  std::memcpy(&r, &out, 4);
+  return r;
+}
+
+// HWC uint8 -> NCHW float [3, size, size] through a 256-entry table.
+std::vector<float> planes_from_table(const std::vector<uint8_t>& px, int size,
+                                     const float (&table)[256]) {
+  const size_t plane = static_cast<size_t>(size) * size;
+  std::vector<float> out(plane * 3);
+  for (size_t i = 0; i < plane; ++i)
+    for (int c = 0; c < 3; ++c) out[c * plane + i] = table[px[i * 3 + c]];
+  return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> resize_bilinear_aa_u8(const Image& img, int out_w, int out_h) {
+  return resize_separable(img, out_w, out_h, 0);
+}
+
+std::vector<uint8_t> resize_bilinear_pil(const Image& img, int out_w, int out_h) {
+  return resize_separable(img, out_w, out_h, kPillowPrecision);
 }
 
 std::vector<float> preprocess(const Image& img, int size) {
@@ -163,11 +252,24 @@ std::vector<float> preprocess(const Image& img, int size) {
     const float x = static_cast<float>(v) * inv255;
     table[v] = (x - 0.5f) / 0.5f;
   }
-  const size_t plane = static_cast<size_t>(size) * size;
-  std::vector<float> out(plane * 3);
-  for (size_t i = 0; i < plane; ++i)
-    for (int c = 0; c < 3; ++c) out[c * plane + i] = table[px[i * 3 + c]];
-  return out;
+  return planes_from_table(px, size, table);
+}
+
+std::vector<float> preprocess_video_frame(const Image& img, int size) {
+  if (size <= 0)
+    throw Error("preprocess_video_frame: size must be positive, got " + std::to_string(size));
+  const std::vector<uint8_t> px = resize_bilinear_pil(img, size, size);
+  // TF.to_tensor: float32 x / 255 (a true division, not a multiplication by
+  // 1/255); stored into a float16 tensor; `images -= mean` and `images /= std`
+  // in float16, which PyTorch's CPU kernels compute in float32 and round back
+  // to half; the tracker's .float() is exact.
+  float table[256];
+  const float mean = 0.5f, std_dev = 0.5f;  // both exactly representable in half
+  for (int v = 0; v < 256; ++v) {
+    const float x = round_to_half(static_cast<float>(v) / 255.0f);
+    table[v] = round_to_half(round_to_half(x - mean) / std_dev);
+  }
+  return planes_from_table(px, size, table);
 }
 
 }  // namespace sam3
