@@ -334,6 +334,7 @@ int run_track(const TrackArgs& a) {
                session.width(), session.height());
   std::map<int, std::map<int, Stored>> frames;
   std::set<int> removed;
+  std::vector<double> frame_seconds;  // per delivered frame (--verbose)
   for (const Action& x : actions) {
     if (x.op == "add_points") {
       session.add_points(x.frame, x.obj_id, x.points, x.box);
@@ -343,7 +344,11 @@ int run_track(const TrackArgs& a) {
       removed.erase(x.obj_id);
     } else if (x.op == "propagate") {
       Progress progress(session.frames_to_track(x.propagate));
+      auto last = std::chrono::steady_clock::now();
       session.propagate(x.propagate, [&](const VideoFrameResult& r) {
+        const auto now = std::chrono::steady_clock::now();
+        frame_seconds.push_back(std::chrono::duration<double>(now - last).count());
+        last = now;
         auto& slot = frames[r.frame];
         slot.clear();
         for (const VideoObject& o : r.objects) {
@@ -385,6 +390,9 @@ int run_track(const TrackArgs& a) {
     std::fprintf(stderr, "  %-18s %8.1f ms\n", "load", load_s * 1e3);
     for (const auto& [stage, s] : session.timings())
       std::fprintf(stderr, "  %-18s %8.1f ms\n", stage.c_str(), s * 1e3);
+    std::fprintf(stderr, "frame_seconds");
+    for (double v : frame_seconds) std::fprintf(stderr, " %.3f", v);
+    std::fprintf(stderr, "\n");
     const VideoMemoryStats m = session.memory_stats();
     std::fprintf(stderr, "  %-18s %8.1f MB in RAM (%zu frames with memory), %.1f MB spilled\n",
                  "tracker memory", m.memory_bytes / 1048576.0, m.frames_with_memory,

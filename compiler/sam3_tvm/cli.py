@@ -40,7 +40,8 @@ def cmd_compile(args) -> int:
 def cmd_verify(args) -> int:
     from sam3_tvm.tools.verify import require_pass, verify_bundle
 
-    rows = verify_bundle(args.bundle, json_path=args.json, checkpoint=args.checkpoint)
+    comps = args.components.split(",") if args.components else None
+    rows = verify_bundle(args.bundle, json_path=args.json, checkpoint=args.checkpoint, components=comps)
     require_pass(rows)
     print(f"parity ok: {len(rows)} outputs within tolerance")
     return 0
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bundle", required=True)
     s.add_argument("--checkpoint", help="checkpoint for the reference (default: the bundle's source)")
     s.add_argument("--json", help="write the parity table as JSON to this file")
+    s.add_argument("--components", help="comma-separated components to check (default: all)")
     s.set_defaults(func=cmd_verify)
     s = sub.add_parser("run", help="segment an image through a bundle (Python reference pipeline)")
     s.add_argument("--bundle", required=True)

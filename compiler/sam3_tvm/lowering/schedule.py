@@ -39,7 +39,20 @@ def _lanes(target) -> int:
 
 
 def _largest_divisor(n, options):
-    return next((f for f in options if n % f == 0), 1)
+    """The first of `options` that divides n: an int, or a symbolic extent (a loop over
+    the memory attention's keys, num_mem * G*G + pointer tokens) when TVM's arithmetic
+    analyzer can prove the division exact, so the split needs no bounds check."""
+    if isinstance(n, int):
+        return next((f for f in options if n % f == 0), 1)
+    from tvm.sym.analyzer import Analyzer
+
+    ana = Analyzer()
+    return next((f for f in options if ana.can_prove(tirx.floormod(n, f) == 0)), 1)
+
+
+def _extent_expr(sch, loop):
+    e = sch.get(loop).extent
+    return int(e) if isinstance(e, tirx.IntImm) else e
 
 
 def _schedule_injective_block(sch, block, lanes):
@@ -107,9 +120,8 @@ class Contraction(_Rule):
         lanes = _lanes(target)
         loops = sch.get_loops(main.block_rv)
         s_loops, r_loops = loops[:ns], loops[ns:]
-        ext = [_extent(sch, lp) for lp in s_loops]
-        if any(e is None for e in ext):
-            return None
+        # symbolic extents are fine where the chosen tile sizes provably divide them
+        ext = [_extent_expr(sch, lp) for lp in s_loops]
         conv_like = nr >= 3
         vec_i = ns - 1
         reg_i = 1 if conv_like else ns - 2       # conv: output channels; matmul: rows
@@ -119,7 +131,8 @@ class Contraction(_Rule):
         rb = _largest_divisor(ext[reg_i], (8, 6, 4, 3, 2) if conv_like else (6, 4, 3, 2))
         # matmul: a register tile of rb rows x nv vectors (4x4 zmm accumulators on
         # AVX-512), so A is re-read N/(nv*vl) times instead of N/vl
-        nv = 1 if conv_like else _largest_divisor(ext[vec_i] // vl, (4, 2))
+        nv = 1 if conv_like else _largest_divisor(
+            ext[vec_i] // vl if isinstance(ext[vec_i], int) else tirx.floordiv(ext[vec_i], vl), (4, 2))
         if nv > 1:
             vec_o, vec_mid, vec_in = sch.split(s_loops[vec_i], factors=[None, nv, vl])
         else:

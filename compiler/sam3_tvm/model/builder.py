@@ -33,6 +33,10 @@ class Config:
     # build_model checks them against the built tracker
     max_memories: int = 10
     max_pointers: int = 19
+    # pointer slots the memory attention is compiled with (>= max_pointers): 32 makes
+    # the key count num_mem*G*G + 32*C/Cm a multiple of 64, so the score kernels tile
+    # without bounds checks (lowering/schedule.py)
+    pointer_slots: int = 32
 
     @property
     def grid(self) -> int:

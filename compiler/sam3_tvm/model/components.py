@@ -200,7 +200,7 @@ def signature(component: str, cfg) -> tuple[list[TensorSpec], list[TensorSpec]]:
                  TensorSpec("object_score", (1, 1), f32)],
                 [TensorSpec("memory", (1, Cm, G, G), f32)])
     if component == "memory_attention":
-        P = cfg.max_pointers
+        P = cfg.pointer_slots
         return ([trk[2], TensorSpec("memory", ("num_mem", Cm, G, G), f32),
                  TensorSpec("memory_tpos", ("num_mem",), i64),
                  TensorSpec("ptrs", (P, D), f32), TensorSpec("ptr_pos", (P,), f32),

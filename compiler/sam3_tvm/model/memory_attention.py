@@ -6,7 +6,7 @@ Shapes are what the official call builds, with two changes that keep the answer:
 - The number of spatial memories is a symbolic dimension `num_mem` (1..max); every
   memory has G*G keys. The official `prompt` concatenates the memories in selection
   order; key order does not change attention, only summation order.
-- Object pointers come in a fixed bucket of `max_ptrs` slots with a validity flag.
+- Object pointers come in a fixed bucket of `pointer_slots` slots with a validity flag.
   Unused slots get a -1e30 score bias, so their softmax weight is exactly 0 (every row
   has at least G*G valid keys). The official code has no padding; with all slots valid
   it is the same computation.
@@ -92,9 +92,8 @@ class MemoryAttention(nn.Module):
         self.maskmem_tpos_enc = trk.maskmem_tpos_enc
         self.obj_ptr_tpos_proj = trk.obj_ptr_tpos_proj
         self.hidden_dim = trk.hidden_dim
-        max_mem, self.max_ptrs = memory_limits(trk)
-        grid = model.sam3_tvm_config.grid
-        self.max_keys = max_mem * grid * grid + self.max_ptrs * (trk.hidden_dim // trk.mem_dim)
+        cfg = model.sam3_tvm_config
+        self.max_keys = cfg.max_memories * cfg.grid ** 2 + cfg.pointer_slots * (trk.hidden_dim // trk.mem_dim)
         self.mem_dim = trk.mem_dim
         freqs = enc.layers[0].self_attn.freqs_cis  # [G*G, C/2] complex, same for every layer
         self.register_buffer("rope_cos", freqs.real.float().cpu().contiguous(), persistent=False)

@@ -33,6 +33,7 @@ def tracker_block(model) -> dict:
         "max_obj_ptrs_in_encoder": trk.max_obj_ptrs_in_encoder,
         "max_memories": cfg.max_memories,
         "max_pointers": cfg.max_pointers,
+        "pointer_slots": cfg.pointer_slots,  # the memory attention's pointer inputs
         # the image model's tracker is built without memory selection; the video model
         # (build_sam3_video_model) passes apply_temporal_disambiguation, default True
         "use_memory_selection": bool(_default(model_builder.build_sam3_video_model,

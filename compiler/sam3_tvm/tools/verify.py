@@ -50,8 +50,9 @@ def compare(name: str, got: np.ndarray, ref: np.ndarray, tol: dict) -> dict:
 
 
 def verify_bundle(bundle_dir: str, json_path: str | None = None, seed: int = 1,
-                  checkpoint: str | None = None) -> list[dict]:
-    """Run seeded inputs through torch and the bundle; return the table rows."""
+                  checkpoint: str | None = None, components: list[str] | None = None) -> list[dict]:
+    """Run seeded inputs through torch and the bundle; return the table rows.
+    `components`: only these (default: every component of the bundle)."""
     import torch
 
     from sam3_tvm.model import rope
@@ -73,7 +74,10 @@ def verify_bundle(bundle_dir: str, json_path: str | None = None, seed: int = 1,
     precision = man.get("target", {}).get("precision", "fp32")
     tol = BF16_TOLERANCE if precision == "bf16" else TOLERANCES[config]
     rows = []
-    for name in man["components"]:
+    missing = sorted(set(components or []) - set(man["components"]))
+    if missing:
+        raise Sam3TvmError(f"bundle {bundle_dir} has no component {', '.join(missing)}")
+    for name in (components or man["components"]):
         for label, inputs in verify_cases(name, cfg, seed):
             with step(f"torch {name}{label}"):
                 with torch.no_grad():
@@ -99,7 +103,7 @@ def verify_cases(name: str, cfg, seed: int) -> list[tuple[str, list]]:
     if name == "interactive_decoder":
         return [(f"[{n}pt]", C.example_inputs(name, cfg, seed=seed, num_points=n)) for n in (1, 3)]
     if name == "memory_attention":
-        cases = [(1, 0), (3, 5), (cfg.max_memories, cfg.max_pointers)]
+        cases = [(1, 0), (3, 5), (cfg.max_memories, cfg.pointer_slots)]
         return [(f"[{m}mem,{p}ptr]", C.example_inputs(name, cfg, seed=seed, num_mem=m, num_ptrs=p))
                 for m, p in cases]
     return [("", C.example_inputs(name, cfg, seed=seed))]

@@ -193,9 +193,10 @@ class OfficialTracker:
                 for k, oid in enumerate(ids)}
 
 
-def run_actions(model, video_dir: str, actions: list[dict]) -> dict:
+def run_actions(model, video_dir: str, actions: list[dict], on_frame=None, on_propagate=None) -> dict:
     """Runs an action script; returns {frame: {obj_id: output}} with the last output per
-    frame (what `sam3 track` writes), objects removed later dropped."""
+    frame (what `sam3 track` writes), objects removed later dropped. `on_propagate()` is
+    called when a propagation starts, `on_frame(frame)` after each frame (timing hooks)."""
     ref = OfficialTracker(model, video_dir)
     final: dict[int, dict] = {}
     removed: set[int] = set()
@@ -209,8 +210,12 @@ def run_actions(model, video_dir: str, actions: list[dict]) -> dict:
             ref.add_mask(a["frame"], a.get("obj_id", 1), load_mask(a["mask"]))
             removed.discard(a.get("obj_id", 1))
         elif op == "propagate":
-            for f, out in ref.propagate(a.get("direction", "forward"), a.get("start"),
+            if on_propagate:
+                on_propagate()
+            for f, out in ref.propagate(a.get("direction", "both"), a.get("start"),
                                         a.get("max_frames")):
+                if on_frame:
+                    on_frame(f)
                 final[f] = ref.postprocess(out)
         elif op == "remove_object":
             ref.remove_object(a["obj_id"])

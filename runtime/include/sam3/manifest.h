@@ -32,7 +32,7 @@ struct ComponentSpec {
 struct TrackerConfig {
   int image_size = 0, low_res_mask_size = 0, input_mask_size = 0, hidden_dim = 0, mem_dim = 0;
   int num_maskmem = 7, max_cond_frames_in_attn = 4, max_obj_ptrs_in_encoder = 16;
-  int max_memories = 10, max_pointers = 19;
+  int max_memories = 10, max_pointers = 19, pointer_slots = 32;  // slots: compiled pointer inputs
   bool keep_first_cond_frame = false, use_memory_selection = true;
   float mf_threshold = 0.01f;
   int memory_temporal_stride_for_eval = 1;

@@ -50,6 +50,7 @@ TrackerConfig parse_tracker(const nlohmann::json& t) {
   get("max_obj_ptrs_in_encoder", c.max_obj_ptrs_in_encoder);
   get("max_memories", c.max_memories);
   get("max_pointers", c.max_pointers);
+  get("pointer_slots", c.pointer_slots);
   get("use_memory_selection", c.use_memory_selection);
   get("mf_threshold", c.mf_threshold);
   get("memory_temporal_stride_for_eval", c.memory_temporal_stride_for_eval);
@@ -74,6 +75,7 @@ TrackerConfig parse_tracker(const nlohmann::json& t) {
   if (c.num_maskmem < 2 || c.max_cond_frames_in_attn < 2 || c.max_obj_ptrs_in_encoder < 1 ||
       c.max_memories != c.max_cond_frames_in_attn + c.num_maskmem - 1 ||
       c.max_pointers != c.max_cond_frames_in_attn + c.max_obj_ptrs_in_encoder - 1 ||
+      c.pointer_slots < c.max_pointers ||
       c.memory_temporal_stride_for_eval < 1 || c.mem_dim <= 0 || c.hidden_dim % c.mem_dim != 0)
     throw Error("inconsistent tracker block");
   return c;

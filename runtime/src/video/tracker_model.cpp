@@ -163,9 +163,9 @@ std::vector<uint16_t> TrackerModel::encode_memory(const FrameFeatures& f, const 
 }
 
 Tensor TrackerModel::attend(const FrameFeatures& f, const MemoryInput& in) const {
-  const int Cm = cfg_.mem_dim, C = cfg_.hidden_dim, P = cfg_.max_pointers;
+  const int Cm = cfg_.mem_dim, C = cfg_.hidden_dim, P = cfg_.pointer_slots;
   const int nm = static_cast<int>(in.memories.size());
-  if (nm < 1 || nm > cfg_.max_memories || in.ptrs.size() > static_cast<std::size_t>(P) ||
+  if (nm < 1 || nm > cfg_.max_memories || in.ptrs.size() > static_cast<std::size_t>(cfg_.max_pointers) ||
       in.tpos.size() != in.memories.size() || in.ptr_pos.size() != in.ptrs.size())
     throw Error("memory attention: " + std::to_string(nm) + " memories and " +
                 std::to_string(in.ptrs.size()) + " pointers are out of the compiled range");
