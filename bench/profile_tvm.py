@@ -29,7 +29,7 @@ def main():
 
     b = Bundle(args.bundle)
     cfg = CONFIGS[b.manifest["config"]["name"]]
-    inputs = [tvm.runtime.tensor(x.numpy()) for x in C.example_inputs(args.component, cfg, seed=1)]
+    inputs = [tvm.runtime.tensor(x.numpy()) for x in C.example_inputs(args.component, cfg, seed=1, num_mem=int(os.environ.get("NUM_MEM", 3)))]
     lib = tvm.runtime.load_module(os.path.join(args.bundle, b.manifest["components"][args.component]["library"]))
     vm = relax.VirtualMachine(lib, tvm.cpu())
     import time

@@ -261,7 +261,18 @@ def _shifted_matmuls(bb, x, w, wshape, nhw, padding):
     return bb.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[wd]))
 
 
+def amax(node, importer):
+    """`amax(x, dim, keepdim)`: missing from the 0.27 importer (`max.dim` maps to topk,
+    which sorts); a plain max reduction (the memory attention's softmax row max)."""
+    args = importer.retrieve_args(node)
+    dims = args[1] if len(args) > 1 else node.kwargs.get("dim", None)
+    keepdim = args[2] if len(args) > 2 else node.kwargs.get("keepdim", False)
+    axis = None if dims is None or dims == [] else ([dims] if isinstance(dims, int) else list(dims))
+    return importer.block_builder.emit(relax.op.max(args[0], axis=axis, keepdims=bool(keepdim)))
+
+
 CONVERTERS = {
+    "amax.default": amax,
     "native_group_norm.default": native_group_norm,
     "grid_sampler_2d.default": grid_sampler_2d,
     "floor_divide.default": floor_divide,

@@ -150,7 +150,11 @@ class Contraction(_Rule):
             par = others + [vec_o]
         inner = [reg_in] + ([vec_mid] if vec_mid is not None else []) + [vec_in]
         k_ext = _extent(sch, r_loops[0]) if nr == 1 else None
-        kc = _largest_divisor(k_ext, (512, 592, 384, 296, 256)) if k_ext and k_ext > K_BLOCK else 1
+        if nr == 1 and k_ext is None:  # symbolic K (the memory attention's keys: num_mem * G*G)
+            k_sym = _extent_expr(sch, r_loops[0])
+            kc = _largest_divisor(k_sym, (576, 512, 384, 256))
+        else:
+            kc = _largest_divisor(k_ext, (512, 592, 384, 296, 256)) if k_ext and k_ext > K_BLOCK else 1
         local = None
         if not conv_like and kc > 1:
             # long K (e.g. the ViT's 4736->1024 MLP projection): the B panel (K x 64

@@ -10,6 +10,9 @@ Shapes are what the official call builds, with two changes that keep the answer:
   Unused slots get a -1e30 score bias, so their softmax weight is exactly 0 (every row
   has at least G*G valid keys). The official code has no padding; with all slots valid
   it is the same computation.
+- The cross-attention's softmax runs over the memory keys and the pointer keys without
+  concatenating them (`_attend_two_parts`), so the large symbolic part keeps a length
+  the CPU schedules can tile and block.
 
 The RoPE of `RoPEAttention` is applied in real arithmetic (`rope.rotate_pairs`, TVM has
 no complex dtype), to the queries and to the spatial-memory keys only (the official
@@ -44,22 +47,44 @@ def _sine_pe(pos: torch.Tensor, dim: int) -> torch.Tensor:
     return get_1d_sine_pe(pos, dim=dim)
 
 
-def _attend(q, k, v, bias=None, max_keys=None):
+def _attend(q, k, v):
     """Attention of q [1,Lq,C] over k, v [1,Lk,C] (one head, scale C^-0.5), in query
-    blocks so that no score block exceeds the export's score budget. `max_keys` bounds a
-    symbolic key count (the blocks must be static)."""
+    blocks so that no score block exceeds the export's score budget."""
     from sam3_tvm.frontend.export import query_blocks
 
     scale = q.shape[-1] ** -0.5
     kt = k.transpose(-2, -1)
 
     def block(qb):
-        s = (qb * scale) @ kt
-        if bias is not None:
-            s = s + bias
-        return torch.softmax(s, dim=-1) @ v
+        return torch.softmax((qb * scale) @ kt, dim=-1) @ v
 
-    n = query_blocks(q.shape, max_keys if max_keys is not None else k.shape[-2])
+    n = query_blocks(q.shape, k.shape[-2])
+    if n == 1:
+        return block(q)
+    return torch.cat([block(qb) for qb in q.chunk(n, dim=-2)], dim=-2)
+
+
+def _attend_two_parts(q, k_mem, v_mem, k_ptr, v_ptr, ptr_bias, max_keys):
+    """Softmax attention of q over the concatenation [k_mem; k_ptr] (values [v_mem; v_ptr]),
+    computed without concatenating: one row max and one normaliser over both parts, then
+    (e_mem @ v_mem + e_ptr @ v_ptr) / sum. The spatial-memory part keeps its symbolic
+    length num_mem*G*G, a multiple of G*G, which the CPU schedules can block; the
+    pointer part is small and static."""
+    from sam3_tvm.frontend.export import query_blocks
+
+    scale = q.shape[-1] ** -0.5
+    k_mem_t, k_ptr_t = k_mem.transpose(-2, -1), k_ptr.transpose(-2, -1)
+
+    def block(qb):
+        qs = qb * scale
+        s_mem = qs @ k_mem_t
+        s_ptr = qs @ k_ptr_t + ptr_bias
+        m = torch.maximum(s_mem.amax(dim=-1, keepdim=True), s_ptr.amax(dim=-1, keepdim=True))
+        e_mem, e_ptr = torch.exp(s_mem - m), torch.exp(s_ptr - m)
+        total = e_mem.sum(dim=-1, keepdim=True) + e_ptr.sum(dim=-1, keepdim=True)
+        return (e_mem @ v_mem + e_ptr @ v_ptr) / total
+
+    n = query_blocks(q.shape, max_keys)
     if n == 1:
         return block(q)
     return torch.cat([block(qb) for qb in q.chunk(n, dim=-2)], dim=-2)
@@ -106,16 +131,16 @@ class MemoryAttention(nn.Module):
         q, k, v = attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
         return attn.out_proj(_attend(self._rope(q), self._rope(k), v))
 
-    def _cross_attention(self, attn, x, mem, mem_pos, ptr, ptr_pos, bias):
+    def _cross_attention(self, attn, x, mem, mem_pos, ptr, ptr_pos, ptr_bias):
         # keys are `memory + pos`, values `memory` (pos_enc_at_cross_attn_keys); projecting
         # the spatial memories and the pointer tokens apart equals projecting their concat
         q = self._rope(attn.q_proj(x))
         hw = self.rope_cos.shape[0]
         k_mem = attn.k_proj(mem + mem_pos)
         k_mem = self._rope(k_mem.reshape(-1, hw, k_mem.shape[-1])).reshape(k_mem.shape)
-        k = torch.cat([k_mem, attn.k_proj(ptr + ptr_pos)], dim=1)
-        v = torch.cat([attn.v_proj(mem), attn.v_proj(ptr)], dim=1)
-        return attn.out_proj(_attend(q, k, v, bias, self.max_keys))
+        out = _attend_two_parts(q, k_mem, attn.v_proj(mem), attn.k_proj(ptr + ptr_pos),
+                                attn.v_proj(ptr), ptr_bias, self.max_keys)
+        return attn.out_proj(out)
 
     def forward(self, src, memory, memory_tpos, ptrs, ptr_pos, ptr_valid):
         C, Cm = self.hidden_dim, self.mem_dim
@@ -138,11 +163,10 @@ class MemoryAttention(nn.Module):
                                torch.zeros_like(ptr_pos).repeat_interleave(split, dim=0),
                                torch.full_like(ptr_pos, MASKED_SCORE).repeat_interleave(split, dim=0))
         ptr_tok_pos = ptr_tok_pos[None]
-        bias = torch.cat([torch.zeros_like(mem[0, :, 0]), ptr_bias], dim=0)
         for layer in self.encoder.layers:
             x = x + self._self_attention(layer.self_attn, layer.norm1(x))
             x = x + self._cross_attention(layer.cross_attn_image, layer.norm2(x), mem, mem_pos,
-                                          ptr_tok, ptr_tok_pos, bias)
+                                          ptr_tok, ptr_tok_pos, ptr_bias)
             x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
         out = self.encoder.norm(x)
         return out.transpose(1, 2).reshape(src.shape)
