@@ -12,7 +12,7 @@ BUILD := build
 CLI := $(BUILD)/sam3
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup cpp demo test verify-full bench inspect clean help
+.PHONY: all setup cpp demo test verify-full verify-video-full bench inspect clean help
 
 all: test
 
@@ -20,6 +20,7 @@ help:
 	@echo "make demo         build the tiny bundle (or full with CHECKPOINT=path/sam3.pt) and segment a sample image"
 	@echo "make test         set up and run the test suite"
 	@echo "make verify-full  compile and verify the full-size model (random weights; long)"
+	@echo "make verify-video-full  full-size tracker modules and a 5-frame tracking run vs the official tracker (long)"
 	@echo "make bench        full-size benchmark, C++ runtime vs PyTorch (writes docs/performance.md; long)"
 	@echo "make inspect      op inventory / hard spots of the exported components"
 
@@ -62,6 +63,10 @@ test: cpp
 inspect: $(STAMP)
 	$(VENV)/bin/sam3-tvm inspect --config tiny
 
+# Whether bundle $(1) was written by this compiler (missing, or another schema or TVM:
+# the targets below recompile it)
+BUNDLE_OK = $(PY) -c "from sam3_tvm.bundle.writer import load_manifest; load_manifest('$(1)')" 2>/dev/null
+
 # Full-size compile + parity (random weights). Peak memory via GNU time.
 verify-full: $(STAMP)
 	mkdir -p $(OUT)/verify-full
@@ -69,16 +74,29 @@ verify-full: $(STAMP)
 	/usr/bin/time -v -o $(OUT)/verify-full/verify.time $(VENV)/bin/sam3-tvm verify --bundle $(BUNDLES)/full --json $(OUT)/verify-full/parity.json
 	@grep -E "Elapsed|Maximum resident" $(OUT)/verify-full/*.time
 
+# Full-size video tracker: its modules against the official ones, then 5 frames of the
+# synthetic clip tracked by `sam3 track` and by the official tracker (two objects).
+verify-video-full: cpp
+	mkdir -p $(OUT)/verify-video-full
+	$(call BUNDLE_OK,$(BUNDLES)/full) || /usr/bin/time -v -o $(OUT)/verify-video-full/compile.time $(VENV)/bin/sam3-tvm compile --config full --out $(BUNDLES)/full
+	/usr/bin/time -v -o $(OUT)/verify-video-full/modules.time $(VENV)/bin/sam3-tvm verify --bundle $(BUNDLES)/full \
+		--components interactive_decoder,memory_encoder,memory_attention,mask_downsample --json $(OUT)/verify-video-full/modules.json
+	/usr/bin/time -v -o $(OUT)/verify-video-full/track.time $(VENV)/bin/sam3-tvm verify-video --bundle $(BUNDLES)/full \
+		--frames 5 --exe $(CLI) --json $(OUT)/verify-video-full/track.json
+	@grep -E "Elapsed|Maximum resident" $(OUT)/verify-video-full/*.time
+
 # Full-size benchmark: compiled bundle through the C++ runtime vs PyTorch eager, interleaved.
 BENCH_RUNS ?= 3
 # On CPUs with AVX512_BF16 the --precision bf16 build runs as a third side (--alt-bundle).
 HAS_BF16 := $(shell grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null && echo yes)
 BENCH_ALT := $(if $(HAS_BF16),--alt-bundle $(BUNDLES)/full-bf16,)
 bench: cpp
-	test -f $(BUNDLES)/full/manifest.json || $(VENV)/bin/sam3-tvm compile --config full --out $(BUNDLES)/full
-	$(if $(HAS_BF16),test -f $(BUNDLES)/full-bf16/manifest.json || $(VENV)/bin/sam3-tvm compile --config full --precision bf16 --out $(BUNDLES)/full-bf16)
+	$(call BUNDLE_OK,$(BUNDLES)/full) || $(VENV)/bin/sam3-tvm compile --config full --out $(BUNDLES)/full
+	$(if $(HAS_BF16),$(call BUNDLE_OK,$(BUNDLES)/full-bf16) || $(VENV)/bin/sam3-tvm compile --config full --precision bf16 --out $(BUNDLES)/full-bf16)
 	$(VENV)/bin/sam3-tvm bench --bundle $(BUNDLES)/full $(BENCH_ALT) --runs $(BENCH_RUNS) --exe $(BUILD)/sam3-bench \
 		--json docs/bench/cpu-full.json --plot docs/bench/cpu-full.png --markdown docs/performance.md
+	$(VENV)/bin/sam3-tvm bench-video --bundle $(BUNDLES)/full --frames 3 --exe $(CLI) \
+		--json docs/bench/video-full.json --markdown docs/performance.md
 
 clean:
 	rm -rf $(BUNDLES) $(OUT) $(BUILD) $(BUILD).log

@@ -56,6 +56,50 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _exe(path):
+    return os.path.abspath(path or os.path.join(os.path.dirname(__file__), "..", "..", "build", "sam3"))
+
+
+def cmd_verify_video(args) -> int:
+    import json
+    import tempfile
+
+    from sam3_tvm.tools.synthetic_clip import object_boxes, write_clip
+    from sam3_tvm.tools.video_parity import verify_video
+    from sam3_tvm.tools.video_reference import load_actions
+
+    exe = _exe(args.exe)
+    if not os.path.isfile(exe):
+        raise Sam3TvmError(f"C++ CLI not found: {exe} (run `make cpp`)")
+    with tempfile.TemporaryDirectory() as tmp:
+        video = args.video or write_clip(os.path.join(tmp, "clip"), args.frames, 640, 480)
+        if args.actions:
+            actions = load_actions(args.actions)
+        else:  # the square and the disc of the synthetic clip, boxed on frame 0
+            actions = [{"op": "add_points", "frame": 0, "obj_id": i + 1, "box": b}
+                       for i, b in enumerate(object_boxes(0, 640, 480)[:2])]
+            actions.append({"op": "propagate", "direction": "forward"})
+        summary = verify_video(args.bundle, video, actions, exe, json_path=args.json)
+    if not summary["passed"]:
+        raise Sam3TvmError(f"video parity failed: {len(summary['problems'])} mismatch(es)")
+    print(json.dumps({"frames": len(summary["rows"]), "min_iou": summary["min_iou"],
+                      "max_score_diff": summary["max_score_diff"]}))
+    return 0
+
+
+def cmd_bench_video(args) -> int:
+    from sam3_tvm.tools.video_bench import bench_video
+
+    exe = _exe(args.exe)
+    if not os.path.isfile(exe):
+        raise Sam3TvmError(f"C++ CLI not found: {exe} (run `make cpp`)")
+    if args.frames < 2:
+        raise Sam3TvmError("--frames must be at least 2 (times are taken after the first frame)")
+    bench_video(args.bundle, exe, frames=args.frames, threads=args.threads, json_path=args.json,
+                markdown_path=args.markdown)
+    return 0
+
+
 def cmd_tune(args) -> int:
     from sam3_tvm.tools.tune import tune
 
@@ -120,10 +164,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output directory")
     s.set_defaults(func=cmd_run)
 
+    s = sub.add_parser("verify-video", help="sam3 track (C++) against the official tracker on a clip")
+    s.add_argument("--bundle", required=True)
+    s.add_argument("--video", help="frame folder or video file (default: the synthetic clip)")
+    s.add_argument("--frames", type=int, default=5, help="frames of the synthetic clip (default 5)")
+    s.add_argument("--actions", help="action script (docs/video.md; default: boxes on two objects, forward)")
+    s.add_argument("--exe", help="path of the sam3 CLI (default: build/sam3)")
+    s.add_argument("--json", help="write the comparison as JSON here")
+    s.set_defaults(func=cmd_verify_video)
+
+    s = sub.add_parser("bench-video", help="tracking time per frame, C++ runtime vs the official tracker")
+    s.add_argument("--bundle", required=True)
+    s.add_argument("--frames", type=int, default=3, help="frames of the synthetic clip (default 3)")
+    s.add_argument("--threads", type=int, help="threads for both sides (default: every logical CPU)")
+    s.add_argument("--exe", help="path of the sam3 CLI (default: build/sam3)")
+    s.add_argument("--json", help="write the report here")
+    s.add_argument("--markdown", help="replace the video benchmark block in this Markdown file")
+    s.set_defaults(func=cmd_bench_video)
+
     s = sub.add_parser("tune", help="MetaSchedule search for the costliest kernels (database in tuning/)")
     s.add_argument("--config", choices=["tiny", "full"], default="full")
     s.add_argument("--component", action="append",
-                   choices=["image_encoder", "text_encoder", "grounding_head", "interactive_decoder"],
+                   choices=list(__import__("sam3_tvm.model.components", fromlist=["COMPONENTS"]).COMPONENTS),
                    help="component(s) to tune (repeatable; default image_encoder)")
     s.add_argument("--trials", type=int, default=32, help="candidates measured per kernel (default 32)")
     s.add_argument("--top", type=int, default=4, help="kernels per component, heaviest first (default 4)")

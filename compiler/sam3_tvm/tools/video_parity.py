@@ -70,14 +70,17 @@ def run_cpp(exe: str, bundle: str, video: str, actions: list[dict], out_dir: str
     env = dict(os.environ)
     if threads:
         env["TVM_NUM_THREADS"] = str(threads)
+    cmd = [exe, "track", "--bundle", bundle, "--video", video, "--actions", path,
+           "--out", os.path.join(out_dir, "cpp"), "--verbose"]
+    timer = ["/usr/bin/time", "-f", "maxrss_kb %M"] if os.path.isfile("/usr/bin/time") else []
     t0 = time.time()
-    r = subprocess.run([exe, "track", "--bundle", bundle, "--video", video, "--actions", path,
-                        "--out", os.path.join(out_dir, "cpp"), "--verbose"],
-                       capture_output=True, text=True, env=env)
+    r = subprocess.run(timer + cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise Sam3TvmError(f"sam3 track failed: {r.stderr.strip()}")
-    report = {"seconds": time.time() - t0, "stages": {}, "frame_seconds": []}
+    report = {"seconds": time.time() - t0, "stages": {}, "frame_seconds": [], "peak_rss_bytes": None}
     for line in r.stderr.splitlines():
+        if line.startswith("maxrss_kb "):
+            report["peak_rss_bytes"] = int(line.split()[1]) * 1024
         parts = line.split()
         if len(parts) >= 3 and parts[-1] == "ms":
             report["stages"][parts[0]] = float(parts[-2]) / 1e3

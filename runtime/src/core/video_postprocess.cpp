@@ -55,8 +55,30 @@ AxisTaps aa_taps(int in, int out) {
   return t;
 }
 
+// One output value: the taps summed in order, as PyTorch's float kernel
+// (interpolate_aa_single_dim[_zero_strides]: `output = t0 * w0; output += tj * wj`) runs
+// in the AVX2 / AVX512 builds of the torch wheels. GCC vectorises that loop as an in-order
+// reduction: it rounds four products at a time (vmulps) and adds them to the accumulator
+// one by one, then finishes the (n - 1) % 4 remaining taps in a scalar epilogue where the
+// multiply-add is contracted into an FMA. So with n taps, taps 1 .. 4 * ((n - 1) / 4) are
+// added as rounded products and the rest are fused; upsampling (2 or 3 taps) is all FMA.
+// (torch's non-FMA DEFAULT build, ATEN_CPU_CAPABILITY=default, rounds every product.)
+template <class At>
+float sum_taps(const At& at, const float* w, int n) {
+  float acc = at(0) * w[0];
+  const int rounded = ((n - 1) / 4) * 4;
+  int j = 1;
+  for (; j <= rounded; ++j) {
+    // volatile: the product is rounded to float whatever contraction the compiler allows
+    volatile float p = at(j) * w[j];
+    acc += p;
+  }
+  for (; j < n; ++j) acc = std::fma(at(j), w[j], acc);
+  return acc;
+}
+
 // Resamples along one axis: rows x cols -> rows x out (horizontal) or out x cols
-// (vertical), accumulating taps in order with fused multiply-adds as PyTorch's kernel.
+// (vertical), summing each output's taps as PyTorch's kernel (sum_taps).
 std::vector<float> resample_axis(const std::vector<float>& src, int rows, int cols, int out,
                                  bool horizontal) {
   const AxisTaps t = aa_taps(horizontal ? cols : rows, out);
@@ -71,9 +93,7 @@ std::vector<float> resample_axis(const std::vector<float>& src, int rows, int co
         return horizontal ? src[static_cast<std::size_t>(r) * cols + f + j]
                           : src[static_cast<std::size_t>(f + j) * cols + c];
       };
-      float acc = at(0) * w[0];
-      for (int j = 1; j < t.count[i]; ++j) acc = std::fma(at(j), w[j], acc);
-      dst[static_cast<std::size_t>(r) * out_cols + c] = acc;
+      dst[static_cast<std::size_t>(r) * out_cols + c] = sum_taps(at, w, t.count[i]);
     }
   }
   return dst;
@@ -81,6 +101,9 @@ std::vector<float> resample_axis(const std::vector<float>& src, int rows, int co
 
 }  // namespace
 
+// torch itself is wrong for one-pixel-wide outputs whose height changes (its vertical
+// pass then uses the first output row's taps for every row, so all rows repeat row 0);
+// this computes them as torch does at every other width.
 std::vector<float> resize_bilinear_aa(const float* src, int src_h, int src_w, int dst_h, int dst_w) {
   require(src != nullptr && src_h > 0 && src_w > 0 && dst_h > 0 && dst_w > 0,
           "resize_bilinear_aa: empty input or output");

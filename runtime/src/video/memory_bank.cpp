@@ -70,8 +70,12 @@ std::vector<int> select_closest_cond_frames(int frame, const std::vector<int>& c
   // a stable sort by distance; ties keep the ascending order of the frames
   std::stable_sort(rest.begin(), rest.end(),
                    [&](int a, int b) { return std::abs(a - frame) < std::abs(b - frame); });
-  for (std::size_t i = 0; i < rest.size() && static_cast<int>(selected.size()) < max; ++i)
-    selected.push_back(rest[i]);
+  // the official `[:num_remain]`: with keep_first and max 2 num_remain can be negative,
+  // and a negative slice keeps all but the last |num_remain| frames
+  const int num_remain = max - static_cast<int>(selected.size());
+  const int n = static_cast<int>(rest.size());
+  const int take = num_remain >= 0 ? std::min(num_remain, n) : std::max(0, n + num_remain);
+  selected.insert(selected.end(), rest.begin(), rest.begin() + take);
   return selected;
 }
 

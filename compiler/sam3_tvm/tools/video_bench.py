@@ -1,0 +1,116 @@
+"""`sam3-tvm bench-video`: tracking time per frame, the C++ runtime (`sam3 track`) against
+the official PyTorch tracker (video_reference.py), same CPU and threads, interleaved
+(C++ 1 object, PyTorch 1 object, C++ 3 objects, PyTorch 3 objects), one run each.
+
+Per frame after the prompted first frame: the whole frame (decode, image encoder,
+tracker, output) and the tracker part alone (the frame minus its image encoding). The
+clip is the synthetic one (tools/synthetic_clip.py); every object gets a box on frame 0.
+The two sides' results are also compared (tools/video_parity.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+from sam3_tvm.progress import step
+
+BEGIN, END = "<!-- video-bench:begin -->", "<!-- video-bench:end -->"
+
+
+def _mean(xs):
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def bench_video(bundle: str, exe: str, frames: int = 3, objects=(1, 3), threads: int | None = None,
+                json_path: str | None = None, markdown_path: str | None = None) -> dict:
+    import torch
+
+    from sam3_tvm.bundle.writer import load_manifest
+    from sam3_tvm.lowering.targets import host_target
+    from sam3_tvm.model.builder import build_model
+    from sam3_tvm.tools.bench import _machine, _versions
+    from sam3_tvm.tools.synthetic_clip import object_boxes, write_clip
+    from sam3_tvm.tools.video_parity import compare, run_cpp, run_official
+
+    man = load_manifest(bundle)
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    src = man["weights_source"]
+    seed = int(src[len("random(seed="):-1]) if src.startswith("random(") else 0
+    with step(f"build the official {man['config']['name']} model"):
+        model = build_model(man["config"]["name"], checkpoint=None if src.startswith("random(") else src,
+                            seed=seed)
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = write_clip(os.path.join(tmp, "clip"), frames, 640, 480)
+        for k in objects:
+            boxes = object_boxes(0, 640, 480)[:k]
+            actions = [{"op": "add_points", "frame": 0, "obj_id": i + 1, "box": b} for i, b in enumerate(boxes)]
+            actions.append({"op": "propagate", "direction": "forward"})
+            out = os.path.join(tmp, f"cpp{k}")
+            os.makedirs(out)
+            with step(f"C++ runtime, {k} object(s), {frames} frames"):
+                result, cpp = run_cpp(exe, bundle, clip, actions, out, threads)
+            with step(f"PyTorch (official tracker), {k} object(s), {frames} frames"):
+                ref, official = run_official(model, clip, actions)
+            st = cpp["stages"]
+            encode = sum(st.get(s, 0.0) for s in ("decode", "preprocess", "image_encoder")) / frames
+            cpp_frame = _mean(cpp["frame_seconds"][1:])
+            off_frame = _mean(official["frame_seconds"][1:])
+            off_backbone = official["backbone"] / frames
+            parity = compare(result, ref)
+            rows[k] = {"cpp_frame_s": cpp_frame, "torch_frame_s": off_frame,
+                       "cpp_tracker_s": cpp_frame - encode, "torch_tracker_s": off_frame - off_backbone,
+                       "cpp": cpp, "torch": official,
+                       "parity": {k2: parity[k2] for k2 in ("passed", "min_iou", "max_score_diff")}}
+    target = host_target()
+    report = {"bundle": bundle, "config": man["config"]["name"], "frames": frames,
+              "machine": {**_machine(threads), "mcpu": str(target.attrs.get("mcpu", ""))},
+              "versions": _versions(), "rows": rows,
+              "command": f"sam3-tvm bench-video --bundle {bundle} --frames {frames}",
+              "date": time.strftime("%Y-%m-%d")}
+    print_table(report)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=1)
+    if markdown_path:
+        write_markdown(report, markdown_path)
+    return report
+
+
+def _table(report: dict) -> list[str]:
+    lines = ["| objects | C++ per frame | PyTorch per frame | speed-up | C++ tracker | PyTorch tracker | "
+             "speed-up | parity (min IoU, max score diff) |", "|---|---|---|---|---|---|---|---|"]
+    for k, r in report["rows"].items():
+        p = r["parity"]
+        lines.append(f"| {k} | {r['cpp_frame_s']:.2f} s | {r['torch_frame_s']:.2f} s | "
+                     f"{r['torch_frame_s'] / r['cpp_frame_s']:.2f}x | {r['cpp_tracker_s']:.2f} s | "
+                     f"{r['torch_tracker_s']:.2f} s | {r['torch_tracker_s'] / r['cpp_tracker_s']:.2f}x | "
+                     f"{'ok' if p['passed'] else 'FAIL'} ({p['min_iou']:.4f}, {p['max_score_diff']:.1e}) |")
+    return lines
+
+
+def print_table(report: dict) -> None:
+    print("\n".join(_table(report)))
+
+
+def write_markdown(report: dict, path: str) -> None:
+    m = report["machine"]
+    lines = [BEGIN, "",
+             f"Video tracking, config `{report['config']}` (random weights), measured {report['date']} on "
+             f"{m['cpu']} (`mcpu={m['mcpu']}`), {m['threads']} threads, {m['os']}; "
+             f"{report['frames']} frames of the synthetic 640x480 clip, a box per object on frame 0, "
+             "forward; times per frame after the first (the tracker column: the frame minus its image "
+             "encoding). One run per side, interleaved. Command: "
+             f"`{report['command']}`.", ""] + _table(report) + ["", END]
+    block = "\n".join(lines)
+    text = open(path).read() if os.path.isfile(path) else ""
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n## Video tracking\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)

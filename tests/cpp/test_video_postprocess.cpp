@@ -1,0 +1,368 @@
+// The video tracker's host functions against the official Python code (goldens from
+// data/gen_video_postprocess_cases.py): sam3/video_postprocess.h and the memory
+// selection of runtime/src/video/memory_bank.h (compiled into this test).
+//
+// Every comparison is exact (float bit patterns, masks, frame lists) except
+// resize_bilinear_aa, whose differences are counted, printed and bounded by
+// kResizeTol * max(1, |want|); when the goldens come from torch's AVX2/AVX512 kernels
+// ("torch_kernel": "fma", the ones resize_bilinear_aa follows), they must also be
+// bit-identical. bf16 NaNs are only required to stay NaN (torch's own bit pattern for a
+// NaN depends on the CPU build and the tensor's shape: 0xFFFF or 0x7FC0).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "sam3/error.h"
+#include "sam3/manifest.h"
+#include "sam3/video_postprocess.h"
+#include "video/memory_bank.h"
+
+namespace {
+
+using nlohmann::json;
+
+const json& cases() {
+  static const json all = [] {
+    std::ifstream f(std::string(SAM3_TEST_DATA_DIR) + "/video_postprocess_cases.json");
+    if (!f) throw std::runtime_error("missing video_postprocess_cases.json; run gen_video_postprocess_cases.py");
+    return json::parse(f);
+  }();
+  return all;
+}
+
+std::vector<float> floats(const json& j) {
+  std::vector<float> v;
+  v.reserve(j.size());
+  for (const auto& x : j) v.push_back(static_cast<float>(x.get<double>()));
+  return v;
+}
+
+std::vector<uint8_t> bits(const std::string& s) {
+  std::vector<uint8_t> v(s.size());
+  for (size_t i = 0; i < s.size(); ++i) v[i] = s[i] == '1';
+  return v;
+}
+
+uint32_t bits_of(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
+}
+
+float from_bits(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+// The generator's hash_map: same integer hash and the same double ops, so bit-identical.
+std::vector<float> hash_map(size_t n, uint64_t seed) {
+  std::vector<float> v(n);
+  for (size_t k = 0; k < n; ++k) {
+    const uint64_t h = ((k + seed) * 2654435761ull) % 4294967296ull;
+    v[k] = static_cast<float>(static_cast<double>(h) / 4294967296.0 * 20.0 - 10.0);
+  }
+  return v;
+}
+
+// The generator's make_input.
+std::vector<float> make_input(const json& spec, int h, int w) {
+  const std::string kind = spec["kind"];
+  const size_t n = static_cast<size_t>(h) * w;
+  if (kind == "hash") return hash_map(n, spec["seed"]);
+  if (kind == "binary") {
+    std::vector<float> v = hash_map(n, spec["seed"]);
+    for (float& x : v) x = x > 0.f ? 1.f : 0.f;
+    return v;
+  }
+  EXPECT_EQ(kind, "disks");
+  const float inside = spec["inside"].get<float>(), outside = spec["outside"].get<float>();
+  std::vector<float> v(n, outside);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (const auto& d : spec["disks"]) {
+        const int64_t dy = y - d[0].get<int64_t>(), dx = x - d[1].get<int64_t>(), r = d[2].get<int64_t>();
+        if (dy * dy + dx * dx <= r * r) v[static_cast<size_t>(y) * w + x] = inside;
+      }
+  return v;
+}
+
+bool fma_goldens() { return cases()["meta"][0]["torch_kernel"] == "fma"; }
+
+constexpr double kResizeTol = 1e-5;
+
+struct Diffs {
+  size_t values = 0, not_identical = 0;
+  double max_abs = 0;
+  void add(float got, float want) {
+    ++values;
+    const double g = got, w = want;
+    EXPECT_LE(std::fabs(g - w), kResizeTol * std::max(1.0, std::fabs(w))) << got << " vs " << want;
+    if (bits_of(got) == bits_of(want)) return;
+    ++not_identical;
+    max_abs = std::max(max_abs, std::fabs(static_cast<double>(got) - want));
+  }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- resize_bilinear_aa
+
+TEST(ResizeBilinearAA, MatchesTorchInterpolateAntialias) {
+  Diffs all;
+  size_t large = 0, sums_identical = 0;
+  for (const auto& c : cases()["resize"]) {
+    const int sh = c["src_h"], sw = c["src_w"], dh = c["dst_h"], dw = c["dst_w"];
+    const std::string name = std::to_string(sh) + "x" + std::to_string(sw) + " -> " + std::to_string(dh) + "x" +
+                             std::to_string(dw) + " " + c["input"]["kind"].get<std::string>();
+    SCOPED_TRACE(name);
+    const std::vector<float> src = make_input(c["input"], sh, sw);
+    const std::vector<float> out = sam3::resize_bilinear_aa(src.data(), sh, sw, dh, dw);
+    ASSERT_EQ(out.size(), static_cast<size_t>(dh) * dw);
+    Diffs d;
+    if (c.contains("output")) {
+      const std::vector<float> want = floats(c["output"]);
+      for (size_t i = 0; i < want.size(); ++i) d.add(out[i], want[i]);
+    } else {
+      const std::vector<float> want = floats(c["sample_value"]);
+      for (size_t k = 0; k < want.size(); ++k) d.add(out[c["sample_index"][k].get<size_t>()], want[k]);
+      // left-to-right double sums over every value, as the generator computes them
+      double sum = 0, sum_sq = 0, bound = 0;
+      for (float v : out) {
+        sum += v;
+        sum_sq += static_cast<double>(v) * v;
+        bound += kResizeTol * std::max(1.0, std::fabs(static_cast<double>(v)));
+      }
+      const double want_sum = c["sum"], want_sq = c["sum_sq"];
+      EXPECT_NEAR(sum, want_sum, bound);
+      EXPECT_NEAR(sum_sq, want_sq, 20 * bound);  // |v| <= 10
+      ++large;
+      const bool same = sum == want_sum && sum_sq == want_sq;
+      sums_identical += same;
+      if (fma_goldens()) EXPECT_TRUE(same) << "sums over every value differ: not bit-identical";
+    }
+    if (fma_goldens()) EXPECT_EQ(d.not_identical, 0u) << "values not bit-identical, max abs diff " << d.max_abs;
+    if (d.not_identical)
+      std::printf("[resize_bilinear_aa] %s: %zu of %zu values not bit-identical, max abs diff %.3g\n",
+                  name.c_str(), d.not_identical, d.values, d.max_abs);
+    all.values += d.values;
+    all.not_identical += d.not_identical;
+    all.max_abs = std::max(all.max_abs, d.max_abs);
+  }
+  std::printf("[resize_bilinear_aa] goldens from torch's %s kernel: %zu values compared, %zu not "
+              "bit-identical, max abs diff %.3g; full-output double sums identical in %zu of %zu large cases\n",
+              cases()["meta"][0]["torch_kernel"].get<std::string>().c_str(), all.values, all.not_identical,
+              all.max_abs, sums_identical, large);
+}
+
+TEST(ResizeBilinearAA, SameSizeIsACopy) {
+  const std::vector<float> x = {1.5f, -2.25f, 3e-8f, -0.0f, 7.0f, 1e30f};
+  const std::vector<float> y = sam3::resize_bilinear_aa(x.data(), 2, 3, 2, 3);
+  ASSERT_EQ(y.size(), x.size());
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(bits_of(y[i]), bits_of(x[i])) << i;
+}
+
+TEST(ResizeBilinearAA, RejectsInvalidArguments) {
+  const std::vector<float> x(4, 1.0f);
+  EXPECT_THROW(sam3::resize_bilinear_aa(x.data(), 0, 2, 4, 4), sam3::Error);
+  EXPECT_THROW(sam3::resize_bilinear_aa(x.data(), 2, -2, 4, 4), sam3::Error);
+  EXPECT_THROW(sam3::resize_bilinear_aa(x.data(), 2, 2, 0, 4), sam3::Error);
+  EXPECT_THROW(sam3::resize_bilinear_aa(x.data(), 2, 2, 4, -1), sam3::Error);
+  EXPECT_THROW(sam3::resize_bilinear_aa(nullptr, 2, 2, 4, 4), sam3::Error);
+}
+
+// ---------------------------------------------------------------- masks
+
+TEST(ComponentAreas, MatchesOfficialConnectedComponents) {
+  for (const auto& c : cases()["components"]) {
+    const int h = c["h"], w = c["w"];
+    SCOPED_TRACE(std::to_string(h) + "x" + std::to_string(w));
+    const std::vector<uint8_t> mask = bits(c["mask"]);
+    EXPECT_EQ(sam3::component_areas(mask.data(), h, w), c["areas"].get<std::vector<int32_t>>());
+  }
+}
+
+TEST(FillHolesInMaskScores, MatchesOfficial) {
+  size_t pos = 0, neg = 0;
+  for (const auto& c : cases()["fill_holes"]) {
+    const int h = c["h"], w = c["w"], max_area = c["max_area"];
+    SCOPED_TRACE(c["note"].get<std::string>() + ": " + std::to_string(h) + "x" + std::to_string(w) +
+                 " max_area=" + std::to_string(max_area));
+    std::vector<float> in;
+    if (c.contains("logits")) {
+      in = floats(c["logits"]);
+    } else {
+      in = hash_map(static_cast<size_t>(h) * w, c["hash"]["seed"]);
+      const float bias = c["hash"]["bias"].get<float>();
+      for (float& v : in) v += bias;  // float32 addition, as numpy's
+    }
+    std::vector<float> want = in;
+    for (const auto& i : c["to_pos"]) want[i.get<size_t>()] = 0.1f;
+    for (const auto& i : c["to_neg"]) want[i.get<size_t>()] = -0.1f;
+    pos += c["to_pos"].size();
+    neg += c["to_neg"].size();
+    std::vector<float> got = in;
+    sam3::fill_holes_in_mask_scores(got.data(), h, w, max_area);
+    size_t wrong = 0;
+    for (size_t i = 0; i < want.size(); ++i)
+      if (bits_of(got[i]) != bits_of(want[i]) && wrong++ < 5)
+        ADD_FAILURE() << "pixel " << i << " (y " << i / w << ", x " << i % w << "): " << got[i] << " vs "
+                      << want[i] << " (input " << in[i] << ")";
+    EXPECT_EQ(wrong, 0u);
+  }
+  std::printf("[fill_holes_in_mask_scores] %zu pixels filled (0.1), %zu removed (-0.1)\n", pos, neg);
+  EXPECT_GT(pos, 0u);
+  EXPECT_GT(neg, 0u);
+}
+
+TEST(FillHolesInMaskScores, RejectsInvalidArguments) {
+  std::vector<float> x(4, 1.0f);
+  EXPECT_THROW(sam3::fill_holes_in_mask_scores(nullptr, 2, 2, 16), sam3::Error);
+  EXPECT_THROW(sam3::fill_holes_in_mask_scores(x.data(), 0, 2, 16), sam3::Error);
+  EXPECT_THROW(sam3::component_areas(nullptr, 2, 2), sam3::Error);
+}
+
+TEST(ApplyNonOverlappingConstraints, MatchesOfficial) {
+  for (const auto& c : cases()["non_overlap"]) {
+    const int n = c["n"], h = c["h"], w = c["w"];
+    SCOPED_TRACE("N=" + std::to_string(n) + " " + std::to_string(h) + "x" + std::to_string(w));
+    std::vector<float> x = floats(c["logits"]);
+    const std::vector<float> want = floats(c["output"]);
+    const size_t plane = static_cast<size_t>(h) * w;
+    std::vector<float*> planes;
+    for (int k = 0; k < n; ++k) planes.push_back(x.data() + plane * k);
+    sam3::apply_non_overlapping_constraints(planes, plane);
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_EQ(bits_of(x[i]), bits_of(want[i])) << "object " << i / plane << " pixel " << i % plane;
+  }
+}
+
+TEST(ApplyObjectWiseNonOverlap, MatchesOfficial) {
+  for (const auto& c : cases()["object_wise"]) {
+    const int n = c["n"], h = c["h"], w = c["w"];
+    SCOPED_TRACE("N=" + std::to_string(n) + " " + std::to_string(h) + "x" + std::to_string(w));
+    std::vector<uint8_t> m = bits(c["masks"]);
+    const std::vector<uint8_t> want = bits(c["output"]);
+    const std::vector<float> scores = floats(c["scores"]);
+    const size_t plane = static_cast<size_t>(h) * w;
+    std::vector<uint8_t*> masks;
+    for (int k = 0; k < n; ++k) masks.push_back(m.data() + plane * k);
+    sam3::apply_object_wise_non_overlap(masks, scores, plane);
+    EXPECT_EQ(m, want);
+  }
+}
+
+TEST(ApplyObjectWiseNonOverlap, RejectsMismatchedScores) {
+  std::vector<uint8_t> a(4, 1), b(4, 1);
+  EXPECT_THROW(sam3::apply_object_wise_non_overlap({a.data(), b.data()}, {0.5f}, 4), sam3::Error);
+}
+
+// ---------------------------------------------------------------- bf16
+
+TEST(BFloat16, FloatToBf16MatchesTorch) {
+  const json& c = cases()["bf16"][0];
+  const auto& in = c["float_bits"];
+  const auto& want = c["bf16"];
+  ASSERT_EQ(in.size(), want.size());
+  size_t nans = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const uint32_t u = in[i];
+    const uint16_t got = sam3::float_to_bf16(from_bits(u));
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "0x%08X", u);
+    if (want[i].is_null()) {  // NaN in: a NaN out
+      EXPECT_EQ(got & 0x7F80, 0x7F80) << hex;
+      EXPECT_NE(got & 0x7F, 0) << hex;
+      ++nans;
+    } else {
+      EXPECT_EQ(got, want[i].get<uint16_t>()) << hex;
+    }
+  }
+  EXPECT_GT(nans, 0u);
+}
+
+TEST(BFloat16, Bf16ToFloatIsAShift) {
+  const json& c = cases()["bf16"][0];
+  std::map<uint32_t, uint32_t> exceptions;  // torch's .float() where it is not b << 16 (none seen)
+  for (const auto& e : c["bf16_to_float_exceptions"]) exceptions[e[0]] = e[1];
+  for (uint32_t b = 0; b < 65536; ++b) {
+    const auto it = exceptions.find(b);
+    const uint32_t want = it == exceptions.end() ? b << 16 : it->second;
+    EXPECT_EQ(bits_of(sam3::bf16_to_float(static_cast<uint16_t>(b))), want) << b;
+  }
+}
+
+// ---------------------------------------------------------------- memory selection
+
+namespace {
+
+void check_selection(const json& c) {
+  const int frame = c["frame"], max = c["max"];
+  const bool keep_first = c["keep_first"];
+  const std::vector<int> cond = c["cond"].get<std::vector<int>>();
+  SCOPED_TRACE("frame " + std::to_string(frame) + " cond " + c["cond"].dump() + " max " + std::to_string(max) +
+               (keep_first ? " keep_first" : ""));
+  const std::vector<int> got = sam3::video::select_closest_cond_frames(frame, cond, max, keep_first);
+  EXPECT_EQ(got, c["selected"].get<std::vector<int>>());  // the official dict's order
+  const std::set<int> sel(got.begin(), got.end());
+  std::vector<int> unselected;  // plan_memory's view: the rest, in cond order
+  for (int t : cond)
+    if (!sel.count(t)) unselected.push_back(t);
+  EXPECT_EQ(unselected, c["unselected"].get<std::vector<int>>());
+}
+
+}  // namespace
+
+TEST(SelectClosestCondFrames, MatchesOfficial) {
+  size_t n = 0;
+  for (const auto& c : cases()["select_cond"])
+    if (!c["negative_remain"].get<bool>()) check_selection(c), ++n;
+  EXPECT_GT(n, 200u);
+}
+
+// keep_first_cond_frame with max_cond_frames_in_attn == 2, where the first, the previous
+// and the next conditioning frames are three different frames: the official
+// `sorted(...)[:num_remain]` gets num_remain == -1 and so adds every remaining frame
+// but the farthest; memory_bank.cpp follows the slice (the default config, max 4 and
+// keep_first off, never gets there).
+TEST(SelectClosestCondFrames, NegativeRemainMatchesOfficial) {
+  for (const auto& c : cases()["select_cond"])
+    if (c["negative_remain"].get<bool>()) check_selection(c);
+}
+
+TEST(FrameFilter, MatchesOfficial) {
+  size_t nonempty = 0;
+  for (const auto& c : cases()["frame_filter"]) {
+    const int num_frames = c["num_frames"], frame = c["frame"], r = c["r"];
+    const bool reverse = c["reverse"];
+    SCOPED_TRACE("num_frames " + std::to_string(num_frames) + " frame " + std::to_string(frame) +
+                 (reverse ? " reverse" : " forward") + " r " + std::to_string(r) + " max_obj_ptrs " +
+                 c["max_obj_ptrs"].dump() + " threshold " + c["threshold"].dump() + " entries " +
+                 c["entries"].dump());
+    sam3::TrackerConfig cfg;
+    cfg.max_obj_ptrs_in_encoder = c["max_obj_ptrs"];
+    cfg.mf_threshold = c["threshold"].get<float>();
+    cfg.memory_temporal_stride_for_eval = r;
+    sam3::video::OutputDict out;
+    for (const auto& e : c["entries"]) {
+      auto f = std::make_shared<sam3::video::FrameOut>();
+      f->has_eff = !e[1].is_null();
+      if (f->has_eff) f->eff = e[1].get<float>();
+      out.non_cond[e[0].get<int>()] = f;
+    }
+    const std::vector<int> got = sam3::video::frame_filter(out, reverse, frame, num_frames, cfg);
+    EXPECT_EQ(got, c["valid"].get<std::vector<int>>());
+    nonempty += !got.empty();
+  }
+  EXPECT_GT(nonempty, 0u);
+}
