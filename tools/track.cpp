@@ -394,8 +394,8 @@ int run_track(const TrackArgs& a) {
     for (double v : frame_seconds) std::fprintf(stderr, " %.3f", v);
     std::fprintf(stderr, "\n");
     const VideoMemoryStats m = session.memory_stats();
-    std::fprintf(stderr, "  %-18s %8.1f MB in RAM (%zu frames with memory), %.1f MB spilled\n",
-                 "tracker memory", m.memory_bytes / 1048576.0, m.frames_with_memory,
+    std::fprintf(stderr, "  %-18s %8.1f KB in RAM (%zu frames with memory), %.1f MB spilled\n",
+                 "tracker memory", m.memory_bytes / 1024.0, m.frames_with_memory,
                  m.spilled_bytes / 1048576.0);
   }
   return 0;
