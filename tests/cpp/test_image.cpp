@@ -18,6 +18,7 @@
 #include <random>
 #include <sstream>
 
+#include "golden.h"
 #include "sam3/error.h"
 #include "sam3/image.h"
 
@@ -39,26 +40,10 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
             static_cast<std::streamsize>(bytes.size()));
 }
 
-struct Golden {
-  json index;
-  std::vector<uint8_t> blob;
-  std::vector<uint8_t> slice(const json& range) const {
-    const size_t offset = range.at(0), size = range.at(1);
-    if (offset + size > blob.size()) throw std::runtime_error("golden range out of golden.bin");
-    return {blob.begin() + offset, blob.begin() + offset + size};
-  }
-};
+using Golden = golden::Blob;
 
-// Empty index when the files are missing, so the Golden.Loads test reports it
-// instead of a crash during test registration.
 const Golden& golden() {
-  static const Golden g = [] {
-    Golden g;
-    std::ifstream in(kImages + "golden.json");
-    if (in) g.index = json::parse(in, nullptr, /*allow_exceptions=*/false);
-    g.blob = read_bytes(kImages + "golden.bin");
-    return g;
-  }();
+  static const Golden g = golden::load_blob(kImages);
   return g;
 }
 
@@ -91,7 +76,7 @@ std::string name_of(const ::testing::TestParamInfo<std::string>& info) {
 TEST(Golden, Loads) {
   ASSERT_TRUE(golden().index.is_object()) << "missing or corrupt " << kImages << "golden.json";
   EXPECT_GE(golden_files().size(), 15u);
-  EXPECT_FALSE(golden().blob.empty());
+  EXPECT_FALSE(golden().bytes.empty());
 }
 
 // ------------------------------------------------------------ per image

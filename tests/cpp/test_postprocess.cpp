@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "golden.h"
 #include "sam3/error.h"
 #include "sam3/postprocess.h"
 #include "sam3/rle.h"
@@ -24,30 +25,14 @@ namespace {
 using nlohmann::json;
 
 const json& cases() {
-  static const json all = [] {
-    std::ifstream f(std::string(SAM3_TEST_DATA_DIR) + "/postprocess_cases.json");
-    if (!f) throw std::runtime_error("missing postprocess_cases.json; run gen_postprocess_cases.py");
-    return json::parse(f);
-  }();
+  static const json all = golden::load("postprocess_cases.json", "gen_postprocess_cases.py");
   return all;
 }
 
-std::vector<float> floats(const json& j) {
-  std::vector<float> v;
-  v.reserve(j.size());
-  for (const auto& x : j) v.push_back(static_cast<float>(x.get<double>()));
-  return v;
-}
+using golden::floats;
 
 // The generator's hash_map: same integer hash and the same double ops, so bit-identical.
-std::vector<float> hash_map(size_t n, uint64_t seed) {
-  std::vector<float> v(n);
-  for (size_t k = 0; k < n; ++k) {
-    const uint64_t h = ((k + seed) * 2654435761ull) % 4294967296ull;
-    v[k] = static_cast<float>(static_cast<double>(h) / 4294967296.0 * 20.0 - 10.0);
-  }
-  return v;
-}
+using golden::hash_map;
 
 constexpr double kTol = 1e-6;
 

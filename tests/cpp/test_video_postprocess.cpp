@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "golden.h"
 #include "sam3/error.h"
 #include "sam3/manifest.h"
 #include "sam3/video_postprocess.h"
@@ -32,20 +33,11 @@ namespace {
 using nlohmann::json;
 
 const json& cases() {
-  static const json all = [] {
-    std::ifstream f(std::string(SAM3_TEST_DATA_DIR) + "/video_postprocess_cases.json");
-    if (!f) throw std::runtime_error("missing video_postprocess_cases.json; run gen_video_postprocess_cases.py");
-    return json::parse(f);
-  }();
+  static const json all = golden::load("video_postprocess_cases.json", "gen_video_postprocess_cases.py");
   return all;
 }
 
-std::vector<float> floats(const json& j) {
-  std::vector<float> v;
-  v.reserve(j.size());
-  for (const auto& x : j) v.push_back(static_cast<float>(x.get<double>()));
-  return v;
-}
+using golden::floats;
 
 std::vector<uint8_t> bits(const std::string& s) {
   std::vector<uint8_t> v(s.size());
@@ -66,14 +58,7 @@ float from_bits(uint32_t u) {
 }
 
 // The generator's hash_map: same integer hash and the same double ops, so bit-identical.
-std::vector<float> hash_map(size_t n, uint64_t seed) {
-  std::vector<float> v(n);
-  for (size_t k = 0; k < n; ++k) {
-    const uint64_t h = ((k + seed) * 2654435761ull) % 4294967296ull;
-    v[k] = static_cast<float>(static_cast<double>(h) / 4294967296.0 * 20.0 - 10.0);
-  }
-  return v;
-}
+using golden::hash_map;
 
 // The generator's make_input.
 std::vector<float> make_input(const json& spec, int h, int w) {

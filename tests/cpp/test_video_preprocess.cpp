@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "golden.h"
 #include "sam3/error.h"
 #include "sam3/image.h"
 
@@ -21,27 +22,10 @@ using nlohmann::json;
 const std::string kData = std::string(SAM3_TEST_DATA_DIR);
 const std::string kGolden = kData + "/video_preprocess/";
 
-struct Golden {
-  json index;
-  std::vector<uint8_t> blob;
-  std::vector<uint8_t> slice(const json& range) const {
-    const size_t offset = range.at(0), size = range.at(1);
-    if (offset + size > blob.size()) throw std::runtime_error("golden range out of golden.bin");
-    return {blob.begin() + offset, blob.begin() + offset + size};
-  }
-};
+using Golden = golden::Blob;
 
-// Empty index when the files are missing, so Golden.Loads reports it instead of
-// a crash during test registration.
 const Golden& golden() {
-  static const Golden g = [] {
-    Golden g;
-    std::ifstream in(kGolden + "golden.json");
-    if (in) g.index = json::parse(in, nullptr, /*allow_exceptions=*/false);
-    std::ifstream bin(kGolden + "golden.bin", std::ios::binary);
-    g.blob.assign(std::istreambuf_iterator<char>(bin), std::istreambuf_iterator<char>());
-    return g;
-  }();
+  static const Golden g = golden::load_blob(kGolden);
   return g;
 }
 
@@ -104,7 +88,7 @@ std::string case_name(const ::testing::TestParamInfo<int>& info) {
 TEST(VideoPreprocessGolden, Loads) {
   ASSERT_TRUE(golden().index.is_object()) << "missing or corrupt " << kGolden << "golden.json";
   EXPECT_GE(golden().index.at("frames").size(), 8u);
-  EXPECT_FALSE(golden().blob.empty());
+  EXPECT_FALSE(golden().bytes.empty());
 }
 
 // ------------------------------------------------------------ per (image, S)

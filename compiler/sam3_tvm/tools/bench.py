@@ -500,11 +500,6 @@ def write_markdown(report: dict, path: str, plot_path: str | None) -> None:
         rel = os.path.relpath(os.path.abspath(plot_path), os.path.dirname(os.path.abspath(path)))
         lines += ["", f"![benchmark]({rel})"]
     lines += ["", END]
-    block = "\n".join(lines)
-    text = open(path).read() if os.path.isfile(path) else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
+    from sam3_tvm.tools.markdown import replace_block
+
+    replace_block(path, BEGIN, END, "\n".join(lines))

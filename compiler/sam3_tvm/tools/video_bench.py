@@ -106,11 +106,6 @@ def write_markdown(report: dict, path: str) -> None:
              "forward; times per frame after the first (the tracker column: the frame minus its image "
              "encoding). One run per side, interleaved. Command: "
              f"`{report['command']}`.", ""] + _table(report) + ["", END]
-    block = "\n".join(lines)
-    text = open(path).read() if os.path.isfile(path) else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n## Video tracking\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
+    from sam3_tvm.tools.markdown import replace_block
+
+    replace_block(path, BEGIN, END, "\n".join(lines), heading="## Video tracking")

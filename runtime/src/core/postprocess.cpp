@@ -6,6 +6,7 @@
 #include <string>
 
 #include "sam3/error.h"
+#include "sam3/video_postprocess.h"
 
 namespace sam3 {
 namespace {
@@ -180,36 +181,14 @@ int fill_holes(std::vector<float>& logits, int h, int w, int max_area) {
   require(logits.size() == n, "fill_holes: expected " + std::to_string(n) + " logits, got " +
                                   std::to_string(logits.size()));
   if (max_area <= 0) return 0;
-
-  // Flood fill each background component; the ones small enough are filled at once.
-  std::vector<uint8_t> seen(n, 0);
-  std::vector<std::size_t> component, stack;
+  std::vector<uint8_t> background(n);
+  for (std::size_t i = 0; i < n; ++i) background[i] = logits[i] <= 0.0f;
+  const std::vector<int32_t> area = component_areas(background.data(), h, w);
   int filled = 0;
-  for (std::size_t start = 0; start < n; ++start) {
-    if (seen[start] || !(logits[start] <= 0.0f)) continue;
-    component.clear();
-    stack.assign(1, start);
-    seen[start] = 1;
-    while (!stack.empty()) {
-      const std::size_t p = stack.back();
-      stack.pop_back();
-      component.push_back(p);
-      const int y = static_cast<int>(p / w), x = static_cast<int>(p % w);
-      for (int dy = -1; dy <= 1; ++dy) {
-        for (int dx = -1; dx <= 1; ++dx) {
-          const int ny = y + dy, nx = x + dx;
-          if (ny < 0 || ny >= h || nx < 0 || nx >= w) continue;
-          const std::size_t q = static_cast<std::size_t>(ny) * w + nx;
-          if (!seen[q] && logits[q] <= 0.0f) {
-            seen[q] = 1;
-            stack.push_back(q);
-          }
-        }
-      }
-    }
-    if (component.size() <= static_cast<std::size_t>(max_area)) {
-      for (std::size_t p : component) logits[p] = kHoleFillLogit;
-      filled += static_cast<int>(component.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    if (background[i] && area[i] <= max_area) {
+      logits[i] = kHoleFillLogit;
+      ++filled;
     }
   }
   return filled;
