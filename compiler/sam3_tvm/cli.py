@@ -57,7 +57,11 @@ def cmd_run(args) -> int:
 
 
 def _exe(path):
-    return os.path.abspath(path or os.path.join(os.path.dirname(__file__), "..", "..", "build", "sam3"))
+    """The sam3 CLI (default build/sam3), which must exist."""
+    exe = os.path.abspath(path or os.path.join(os.path.dirname(__file__), "..", "..", "build", "sam3"))
+    if not os.path.isfile(exe):
+        raise Sam3TvmError(f"C++ CLI not found: {exe} (run `make cpp`)")
+    return exe
 
 
 def cmd_verify_video(args) -> int:
@@ -69,8 +73,6 @@ def cmd_verify_video(args) -> int:
     from sam3_tvm.tools.video_reference import load_actions
 
     exe = _exe(args.exe)
-    if not os.path.isfile(exe):
-        raise Sam3TvmError(f"C++ CLI not found: {exe} (run `make cpp`)")
     with tempfile.TemporaryDirectory() as tmp:
         video = args.video or write_clip(os.path.join(tmp, "clip"), args.frames, 640, 480)
         if args.actions:
@@ -91,8 +93,6 @@ def cmd_bench_video(args) -> int:
     from sam3_tvm.tools.video_bench import bench_video
 
     exe = _exe(args.exe)
-    if not os.path.isfile(exe):
-        raise Sam3TvmError(f"C++ CLI not found: {exe} (run `make cpp`)")
     if args.frames < 2:
         raise Sam3TvmError("--frames must be at least 2 (times are taken after the first frame)")
     bench_video(args.bundle, exe, frames=args.frames, threads=args.threads, json_path=args.json,

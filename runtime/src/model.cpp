@@ -17,19 +17,6 @@ using detail::ffi::Tensor;
 
 namespace {
 
-void check_box(const Box& b, int w, int h) {
-  if (!(b.x0 >= 0 && b.y0 >= 0 && b.x1 <= w && b.y1 <= h && b.x0 < b.x1 && b.y0 < b.y1))
-    throw Error("box (" + std::to_string(b.x0) + "," + std::to_string(b.y0) + "," +
-                std::to_string(b.x1) + "," + std::to_string(b.y1) + ") is empty or outside the " +
-                std::to_string(w) + "x" + std::to_string(h) + " image");
-}
-
-void check_point(const Point& p, int w, int h) {
-  if (!(p.x >= 0 && p.y >= 0 && p.x <= w && p.y <= h))
-    throw Error("point (" + std::to_string(p.x) + "," + std::to_string(p.y) +
-                ") is outside the " + std::to_string(w) + "x" + std::to_string(h) + " image");
-}
-
 const float* fdata(const Tensor& t) { return static_cast<const float*>(t.data_ptr()); }
 
 }  // namespace
@@ -91,7 +78,7 @@ std::vector<Instance> Model::segment(const ImageState& image, const ConceptPromp
   if (static_cast<int>(prompt.boxes.size()) > m.max_boxes)
     throw Error("at most " + std::to_string(m.max_boxes) + " exemplar boxes are supported, got " +
                 std::to_string(prompt.boxes.size()));
-  for (const Box& b : prompt.boxes) check_box(b, W, H);
+  for (const Box& b : prompt.boxes) detail::check_box(b, W, H, "image");
 
   std::vector<int64_t> ids;
   {
@@ -154,13 +141,13 @@ std::vector<Instance> Model::segment_interactive(const ImageState& image,
   std::vector<float> coords;
   std::vector<int32_t> labels;
   if (prompt.box) {
-    check_box(*prompt.box, W, H);
+    detail::check_box(*prompt.box, W, H, "image");
     coords.insert(coords.end(), {prompt.box->x0 * sx, prompt.box->y0 * sy, prompt.box->x1 * sx,
                                  prompt.box->y1 * sy});
     labels.insert(labels.end(), {2, 3});
   }
   for (const Point& p : prompt.points) {
-    check_point(p, W, H);
+    detail::check_point(p, W, H, "image");
     coords.insert(coords.end(), {p.x * sx, p.y * sy});
     labels.push_back(p.positive ? 1 : 0);
   }

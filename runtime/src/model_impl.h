@@ -31,6 +31,20 @@ struct Model::Impl {
 
 namespace detail {
 
+// Prompts must lie on the picture (`what`: "image" or "frame", for the message).
+inline void check_box(const Box& b, int w, int h, const char* what) {
+  if (!(b.x0 >= 0 && b.y0 >= 0 && b.x1 <= w && b.y1 <= h && b.x0 < b.x1 && b.y0 < b.y1))
+    throw Error("box (" + std::to_string(b.x0) + "," + std::to_string(b.y0) + "," +
+                std::to_string(b.x1) + "," + std::to_string(b.y1) + ") is empty or outside the " +
+                std::to_string(w) + "x" + std::to_string(h) + " " + what);
+}
+
+inline void check_point(const Point& p, int w, int h, const char* what) {
+  if (!(p.x >= 0 && p.y >= 0 && p.x <= w && p.y <= h))
+    throw Error("point (" + std::to_string(p.x) + "," + std::to_string(p.y) + ") is outside the " +
+                std::to_string(w) + "x" + std::to_string(h) + " " + what);
+}
+
 // Adds the seconds from construction to destruction to out[name].
 class Timer {
  public:

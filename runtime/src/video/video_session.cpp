@@ -115,6 +115,17 @@ struct VideoSession::Impl {
     return *states.back();
   }
 
+  // An object from its binary mask at video size.
+  VideoObject make_object(int id, float score, std::vector<uint8_t> mask) const {
+    VideoObject v;
+    v.obj_id = id;
+    v.score = score;
+    v.mask = std::move(mask);
+    v.box = mask_bbox_xyxy(v.mask.data(), h(), w());
+    v.present = v.box[2] > 0;
+    return v;
+  }
+
   // The output step of the video predictor for tracked objects: fill small holes in the
   // low-res logits, upscale, > 0, boxes from masks, object-wise non-overlap by score.
   VideoFrameResult finish(int frame, std::vector<std::pair<int, const video::ObjFrame*>> objs) {
@@ -131,14 +142,9 @@ struct VideoSession::Impl {
       std::vector<float> low = o->pred_masks;
       fill_holes_in_mask_scores(low.data(), M, M, tracker.config().output_fill_hole_area);
       const std::vector<float> up = resize_bilinear(low.data(), M, M, H, W);
-      VideoObject v;
-      v.obj_id = id;
-      v.score = sigmoid(o->object_score);
-      v.mask.resize(up.size());
-      for (std::size_t i = 0; i < up.size(); ++i) v.mask[i] = up[i] > 0.f ? 1 : 0;
-      v.box = mask_bbox_xyxy(v.mask.data(), H, W);
-      v.present = v.box[2] > 0;
-      r.objects.push_back(std::move(v));
+      std::vector<uint8_t> mask(up.size());
+      for (std::size_t i = 0; i < up.size(); ++i) mask[i] = up[i] > 0.f ? 1 : 0;
+      r.objects.push_back(make_object(id, sigmoid(o->object_score), std::move(mask)));
     }
     for (auto& v : r.objects) {
       masks.push_back(v.mask.data());
@@ -188,14 +194,10 @@ struct VideoSession::Impl {
     r.width = w();
     r.height = h();
     for (std::size_t i = 0; i < logits.size(); ++i) {
-      VideoObject v;
-      v.obj_id = s.obj_ids()[i];
-      v.score = 1.f;  // the predictor's score for a prompted object
-      v.mask.resize(logits[i].size());
-      for (std::size_t p = 0; p < logits[i].size(); ++p) v.mask[p] = logits[i][p] > 0.f ? 1 : 0;
-      v.box = mask_bbox_xyxy(v.mask.data(), h(), w());
-      v.present = v.box[2] > 0;
-      r.objects.push_back(std::move(v));
+      std::vector<uint8_t> mask(logits[i].size());
+      for (std::size_t p = 0; p < mask.size(); ++p) mask[p] = logits[i][p] > 0.f ? 1 : 0;
+      // 1.0: the video predictor's score for a prompted object
+      r.objects.push_back(make_object(s.obj_ids()[i], 1.f, std::move(mask)));
     }
     std::sort(r.objects.begin(), r.objects.end(),
               [](const VideoObject& a, const VideoObject& b) { return a.obj_id < b.obj_id; });
@@ -225,17 +227,12 @@ VideoFrameResult VideoSession::add_points(int frame, int obj_id, const std::vect
   video::PointInputs in;
   if (box) {
     const Box& b = *box;
-    if (!(b.x0 >= 0 && b.y0 >= 0 && b.x1 <= W && b.y1 <= H && b.x0 < b.x1 && b.y0 < b.y1))
-      throw Error("box (" + std::to_string(b.x0) + "," + std::to_string(b.y0) + "," + std::to_string(b.x1) +
-                  "," + std::to_string(b.y1) + ") is empty or outside the " + std::to_string(s.w()) + "x" +
-                  std::to_string(s.h()) + " frame");
+    detail::check_box(b, s.w(), s.h(), "frame");
     for (auto xy : {to_input(b.x0, b.y0), to_input(b.x1, b.y1)}) in.coords.insert(in.coords.end(), xy.begin(), xy.end());
     in.labels = {2, 3};
   }
   for (const Point& p : points) {
-    if (!(p.x >= 0 && p.y >= 0 && p.x <= W && p.y <= H))
-      throw Error("point (" + std::to_string(p.x) + "," + std::to_string(p.y) + ") is outside the " +
-                  std::to_string(s.w()) + "x" + std::to_string(s.h()) + " frame");
+    detail::check_point(p, s.w(), s.h(), "frame");
     auto xy = to_input(p.x, p.y);
     in.coords.insert(in.coords.end(), xy.begin(), xy.end());
     in.labels.push_back(p.positive ? 1 : 0);
