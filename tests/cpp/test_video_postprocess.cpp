@@ -351,3 +351,31 @@ TEST(FrameFilter, MatchesOfficial) {
   }
   EXPECT_GT(nonempty, 0u);
 }
+
+TEST(JointScore, MatchesOfficial) {
+  const json& c = cases()["joint_score"][0];
+  const std::vector<float> cls = floats(c["class_logits"]), pres = floats(c["presence_logits"]),
+                           want = floats(c["output"]);
+  size_t exact = 0;
+  for (size_t i = 0; i < cls.size(); ++i) {
+    const float got = sam3::joint_score_logit(cls[i], pres[i]);
+    // torch's vectorised sigmoid and log differ from libm by an ulp or so
+    EXPECT_NEAR(got, want[i], 2e-6f * std::max(1.0f, std::fabs(want[i]))) << cls[i] << " " << pres[i];
+    exact += got == want[i];
+  }
+  EXPECT_GT(exact, cls.size() / 2);
+}
+
+TEST(NmsMasks, MatchesOfficial) {
+  size_t kept = 0, dropped = 0;
+  for (const auto& c : cases()["nms"]) {
+    const std::vector<float> probs = floats(c["probs"]), masks = floats(c["masks"]);
+    const std::vector<uint8_t> got = sam3::nms_masks(probs, masks.data(), c["h"], c["w"],
+                                                     c["prob_threshold"].get<float>(),
+                                                     c["iou_threshold"].get<float>());
+    EXPECT_EQ(got, bits(c["keep"].get<std::string>())) << c["n"] << " detections";
+    for (size_t i = 0; i < got.size(); ++i) (got[i] ? kept : dropped) += probs[i] > c["prob_threshold"].get<float>();
+  }
+  EXPECT_GT(kept, 0u);
+  EXPECT_GT(dropped, 0u);  // some above the threshold were suppressed
+}

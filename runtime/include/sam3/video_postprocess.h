@@ -39,6 +39,20 @@ void apply_non_overlapping_constraints(const std::vector<float*>& planes, std::s
 void apply_object_wise_non_overlap(const std::vector<uint8_t*>& masks, const std::vector<float>& scores,
                                    std::size_t plane_size);
 
+// The video detector's score (Sam3Image._update_scores_and_boxes with
+// supervise_joint_box_scores, as build_sam3_video_model builds it): the logit
+// clamp(inverse_sigmoid(sigmoid(class_logit) * sigmoid(presence_logit)), -10, 10), with
+// model_misc.inverse_sigmoid's eps 1e-3. The image path multiplies the two instead.
+float joint_score_logit(float class_logit, float presence_logit);
+
+// sam3.perflib.nms.nms_masks on `count` mask logits of h x w: the detections with
+// probs > prob_threshold, greedily by descending prob (generic_nms_cpu), each dropping
+// the later ones whose mask IoU (logits > 0; union clamped to 1) exceeds iou_threshold.
+// Returns keep flags. Equal probs (unlikely: the joint score is continuous) go higher
+// index first, as numpy's reversed stable argsort would order them.
+std::vector<uint8_t> nms_masks(const std::vector<float>& probs, const float* masks, int h, int w,
+                               float prob_threshold, float iou_threshold);
+
 // torch's float32 <-> bfloat16 conversions (round to nearest even; NaN stays NaN).
 uint16_t float_to_bf16(float x);
 float bf16_to_float(uint16_t b);

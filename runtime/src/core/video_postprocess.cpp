@@ -6,6 +6,7 @@
 #include <string>
 
 #include "sam3/error.h"
+#include "sam3/postprocess.h"
 
 namespace sam3 {
 namespace {
@@ -189,6 +190,50 @@ void apply_object_wise_non_overlap(const std::vector<uint8_t*>& masks, const std
     for (std::size_t k = 0; k < masks.size(); ++k)
       if (k != best || !(best_v > 0.0f)) masks[k][p] = 0;
   }
+}
+
+float joint_score_logit(float class_logit, float presence_logit) {
+  constexpr float eps = 1e-3f;
+  const float x = std::min(std::max(sigmoid(class_logit) * sigmoid(presence_logit), 0.0f), 1.0f);
+  const float logit = std::log(std::max(x, eps) / std::max(1.0f - x, eps));
+  return std::min(std::max(logit, -10.0f), 10.0f);
+}
+
+std::vector<uint8_t> nms_masks(const std::vector<float>& probs, const float* masks, int h, int w,
+                               float prob_threshold, float iou_threshold) {
+  const std::size_t n = probs.size(), plane = static_cast<std::size_t>(h) * w;
+  require(n == 0 || (masks != nullptr && h > 0 && w > 0), "nms_masks: empty masks");
+  std::vector<uint8_t> keep(n, 0);
+  std::vector<std::size_t> valid;
+  for (std::size_t i = 0; i < n; ++i)
+    if (probs[i] > prob_threshold) valid.push_back(i);
+  // masks > 0 as bits, and their areas, for the pairwise IoUs
+  std::vector<std::vector<uint8_t>> bin(valid.size());
+  std::vector<int64_t> area(valid.size(), 0);
+  for (std::size_t k = 0; k < valid.size(); ++k) {
+    const float* m = masks + valid[k] * plane;
+    bin[k].resize(plane);
+    for (std::size_t p = 0; p < plane; ++p) area[k] += (bin[k][p] = m[p] > 0.0f);
+  }
+  auto iou = [&](std::size_t a, std::size_t b) {
+    int64_t inter = 0;
+    for (std::size_t p = 0; p < plane; ++p) inter += bin[a][p] & bin[b][p];
+    const float uni = static_cast<float>(std::max<int64_t>(area[a] + area[b] - inter, 1));
+    return static_cast<float>(inter) / uni;
+  };
+  std::vector<std::size_t> order(valid.size());
+  for (std::size_t k = 0; k < order.size(); ++k) order[k] = order.size() - 1 - k;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return probs[valid[a]] > probs[valid[b]]; });
+  std::vector<uint8_t> dropped(valid.size(), 0);
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const std::size_t a = order[i];
+    if (dropped[a]) continue;
+    keep[valid[a]] = 1;
+    for (std::size_t j = i + 1; j < order.size(); ++j)
+      if (!dropped[order[j]] && iou(a, order[j]) > iou_threshold) dropped[order[j]] = 1;
+  }
+  return keep;
 }
 
 uint16_t float_to_bf16(float x) {

@@ -39,6 +39,9 @@ What each section holds, and where its reference comes from:
   selected frames in the returned dict's order and the unselected ones.
   "negative_remain" marks the cases where the official `[:num_remain]` slice gets a
   negative bound (keep_first with max 2 and distinct first / before / after frames).
+* "joint_score": the video detector's score logit, `inverse_sigmoid(sigmoid(class) *
+  sigmoid(presence)).clamp(-10, 10)` (sam3_image.py, supervise_joint_box_scores).
+* "nms": `sam3.perflib.nms.nms_masks(probs, masks, prob_threshold, iou_threshold)` keep flags.
 * "frame_filter": `Sam3TrackerBase.frame_filter(self, output_dict, track_in_reverse,
   frame_idx, num_frames, r)` with `self` a SimpleNamespace(max_obj_ptrs_in_encoder,
   mf_threshold) and `output_dict["non_cond_frame_outputs"]` entries holding a 0-d float32
@@ -554,6 +557,43 @@ def filter_cases(rng) -> list:
 
 # ----------------------------------------------------------------
 
+def joint_score_cases(rng) -> list:
+    """The video detector's score: inverse_sigmoid(sigmoid(class) * sigmoid(presence))
+    clamped to +-10 (Sam3Image._update_scores_and_boxes, supervise_joint_box_scores)."""
+    import torch
+    from sam3.model.model_misc import inverse_sigmoid
+
+    grid = np.array([-30, -12, -7, -6.9, -3, -1, -0.1, 0, 0.1, 1, 3, 6.9, 7, 12, 30], np.float32)
+    cls = np.concatenate([np.repeat(grid, grid.size), rng.normal(0, 4, 200).astype(np.float32)])
+    pres = np.concatenate([np.tile(grid, grid.size), rng.normal(0, 4, 200).astype(np.float32)])
+    c, p = torch.from_numpy(cls)[None, :, None], torch.from_numpy(pres)[None, :]
+    out = inverse_sigmoid(c.sigmoid() * p.sigmoid().unsqueeze(2)).clamp(min=-10.0, max=10.0)
+    return [{"class_logits": floats(cls), "presence_logits": floats(pres), "output": floats(out.numpy())}]
+
+
+def nms_cases(rng) -> list:
+    """sam3.perflib.nms.nms_masks (CPU: mask IoUs, generic_nms_cpu) -> keep flags."""
+    import torch
+    from sam3.perflib.nms import nms_masks
+
+    cases = []
+    for n, h, w, prob_thr, iou_thr in ((1, 8, 8, 0.5, 0.1), (6, 16, 16, 0.5, 0.1), (12, 24, 20, 0.3, 0.1),
+                                       (12, 24, 20, 0.3, 0.5), (20, 32, 32, 0.0, 0.1), (5, 10, 10, 0.9, 0.1),
+                                       (8, 12, 12, 0.5, 0.0)):
+        masks = np.full((n, h, w), -1.0, np.float32)
+        for i in range(n):  # rectangles that overlap in groups
+            y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+            masks[i, y0:y0 + rng.integers(1, h // 2 + 1), x0:x0 + rng.integers(1, w // 2 + 1)] = 2.0
+        if n >= 6:
+            masks[3] = masks[2]          # identical masks: IoU 1
+            masks[4, :, :] = -1.0        # an empty mask: IoU 0 with everything
+        probs = rng.uniform(0, 1, n).astype(np.float32)
+        keep = nms_masks(torch.from_numpy(probs), torch.from_numpy(masks), prob_thr, iou_thr).numpy()
+        cases.append({"n": n, "h": h, "w": w, "prob_threshold": prob_thr, "iou_threshold": iou_thr,
+                      "probs": floats(probs), "masks": floats(masks), "keep": bits(keep)})
+    return cases
+
+
 def build_cases() -> dict:
     """The golden object, recomputed from the official code."""
     _official()
@@ -568,6 +608,8 @@ def build_cases() -> dict:
         "bf16": [bf16_cases(rng)],
         "select_cond": select_cases(rng),
         "frame_filter": filter_cases(rng),
+        "joint_score": joint_score_cases(rng),
+        "nms": nms_cases(rng),
     }
 
 
