@@ -26,6 +26,7 @@
 #include "sam3/error.h"
 #include "sam3/manifest.h"
 #include "sam3/video_postprocess.h"
+#include "video/concept_planner.h"
 #include "video/memory_bank.h"
 
 namespace {
@@ -378,4 +379,71 @@ TEST(NmsMasks, MatchesOfficial) {
   }
   EXPECT_GT(kept, 0u);
   EXPECT_GT(dropped, 0u);  // some above the threshold were suppressed
+}
+
+// rectangles [y0, y1, x0, x1) as +2 logits on -2, as the generator draws them
+std::vector<std::vector<float>> rect_planes(const json& rects, int h, int w) {
+  std::vector<std::vector<float>> out;
+  for (const auto& r : rects) {
+    std::vector<float> m(static_cast<size_t>(h) * w, -2.0f);
+    for (int y = r[0].get<int>(); y < std::min(r[1].get<int>(), h); ++y)
+      for (int x = r[2].get<int>(); x < std::min(r[3].get<int>(), w); ++x) m[static_cast<size_t>(y) * w + x] = 2.0f;
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+TEST(ConceptPlanner, AssociationAndHotstartMatchOfficial) {
+  size_t removed = 0, suppressed = 0, spawned = 0;
+  for (const auto& c : cases()["planner"]) {
+    const json& k = c["config"];
+    sam3::video::PlannerConfig cfg;
+    cfg.assoc_iou_thresh = k["assoc_iou_thresh"].get<float>();
+    cfg.trk_assoc_iou_thresh = k["trk_assoc_iou_thresh"].get<float>();
+    cfg.new_det_thresh = k["new_det_thresh"].get<float>();
+    cfg.hotstart_delay = k["hotstart_delay"];
+    cfg.hotstart_unmatch_thresh = k["hotstart_unmatch_thresh"];
+    cfg.hotstart_dup_thresh = k["hotstart_dup_thresh"];
+    cfg.init_trk_keep_alive = k["init_trk_keep_alive"];
+    cfg.max_trk_keep_alive = k["max_trk_keep_alive"];
+    cfg.min_trk_keep_alive = k["min_trk_keep_alive"];
+    cfg.suppress_unmatched_only_within_hotstart = k["suppress_unmatched_only_within_hotstart"];
+    cfg.decrease_trk_keep_alive_for_empty_masklets = k["decrease_trk_keep_alive_for_empty_masklets"];
+    const bool reverse = c["reverse"];
+    const int h = c["h"], w = c["w"];
+    sam3::video::HotstartState state;
+    int64_t next_id = 0;
+    for (const auto& f : c["frames"]) {
+      const int frame = f["frame"];
+      SCOPED_TRACE("config " + k.dump() + (reverse ? " reverse" : " forward") + " frame " + std::to_string(frame));
+      const auto dets = rect_planes(f["dets"], h, w), trks = rect_planes(f["trks"], h, w);
+      std::vector<const float*> dp, tp;
+      for (const auto& m : dets) dp.push_back(m.data());
+      for (const auto& m : trks) tp.push_back(m.data());
+      const auto a = sam3::video::associate_det_trk(dp, floats(f["scores"]), tp,
+                                                    f["trk_ids"].get<std::vector<int64_t>>(),
+                                                    static_cast<size_t>(h) * w, cfg);
+      EXPECT_EQ(a.new_det, f["new_det"].get<std::vector<int>>());
+      EXPECT_EQ(a.unmatched_trk, f["unmatched"].get<std::vector<int64_t>>());
+      EXPECT_EQ(a.empty_trk, f["empty"].get<std::vector<int64_t>>());
+      std::vector<std::vector<int64_t>> d2t;
+      for (const auto& kv : a.det_to_matched_trk) d2t.push_back(kv.second);
+      EXPECT_EQ(d2t, f["det_to_matched"].get<std::vector<std::vector<int64_t>>>());
+      std::vector<std::vector<int64_t>> hi;
+      for (const auto& kv : a.trk_to_high_conf_det) hi.push_back({kv.first, kv.second});
+      EXPECT_EQ(hi, f["high_conf"].get<std::vector<std::vector<int64_t>>>());
+      std::vector<int64_t> new_ids;
+      for (size_t i = 0; i < a.new_det.size(); ++i) new_ids.push_back(next_id++);
+      const auto gone = sam3::video::process_hotstart(frame, reverse, a, new_ids, state, cfg);
+      EXPECT_EQ(std::vector<int64_t>(gone.begin(), gone.end()), f["removed"].get<std::vector<int64_t>>());
+      const auto& sup = state.suppressed_obj_ids[frame];
+      EXPECT_EQ(std::vector<int64_t>(sup.begin(), sup.end()), f["suppressed"].get<std::vector<int64_t>>());
+      removed += gone.size();
+      suppressed += sup.size();
+      spawned += new_ids.size();
+    }
+  }
+  EXPECT_GT(removed, 0u);
+  EXPECT_GT(suppressed, 0u);
+  EXPECT_GT(spawned, 0u);
 }

@@ -42,6 +42,9 @@ What each section holds, and where its reference comes from:
 * "joint_score": the video detector's score logit, `inverse_sigmoid(sigmoid(class) *
   sigmoid(presence)).clamp(-10, 10)` (sam3_image.py, supervise_joint_box_scores).
 * "nms": `sam3.perflib.nms.nms_masks(probs, masks, prob_threshold, iou_threshold)` keep flags.
+* "planner": `Sam3VideoBase._associate_det_trk` then `_process_hotstart` over 12 frames
+  (forward and reverse, three threshold sets), the hotstart metadata carried over; masks
+  are rectangles on 16x16 planes (+2 inside, -2 outside).
 * "frame_filter": `Sam3TrackerBase.frame_filter(self, output_dict, track_in_reverse,
   frame_idx, num_frames, r)` with `self` a SimpleNamespace(max_obj_ptrs_in_encoder,
   mf_threshold) and `output_dict["non_cond_frame_outputs"]` entries holding a 0-d float32
@@ -594,6 +597,83 @@ def nms_cases(rng) -> list:
     return cases
 
 
+def _rect_planes(rects, h, w) -> np.ndarray:
+    """Logit planes, +2 inside each rectangle [y0, y1, x0, x1) and -2 elsewhere (empty
+    rectangles give empty masks); the C++ test draws the same."""
+    out = np.full((len(rects), h, w), -2.0, np.float32)
+    for i, (y0, y1, x0, x1) in enumerate(rects):
+        out[i, y0:y1, x0:x1] = 2.0
+    return out
+
+
+def planner_cases(rng) -> list:
+    """Sam3VideoBase._associate_det_trk then _process_hotstart, frame after frame with the
+    hotstart metadata carried over, called on a SimpleNamespace holding the thresholds.
+    Each frame's detections and tracks are rectangles on a 16x16 plane."""
+    import types
+    from collections import defaultdict
+
+    import torch
+    from sam3.model.sam3_video_base import Sam3VideoBase
+
+    cases = []
+    h = w = 16
+    configs = [dict(), dict(hotstart_delay=3, hotstart_unmatch_thresh=2, hotstart_dup_thresh=2),
+               dict(hotstart_delay=4, hotstart_unmatch_thresh=2, hotstart_dup_thresh=3,
+                    suppress_unmatched_only_within_hotstart=False, min_trk_keep_alive=-1,
+                    init_trk_keep_alive=2, max_trk_keep_alive=3,
+                    decrease_trk_keep_alive_for_empty_masklets=True)]
+    for ci, overrides in enumerate(configs):
+        for reverse in (False, True):
+            cfg = dict(assoc_iou_thresh=0.1, trk_assoc_iou_thresh=0.5, new_det_thresh=0.7, hotstart_delay=15,
+                       hotstart_unmatch_thresh=8, hotstart_dup_thresh=8, init_trk_keep_alive=30,
+                       max_trk_keep_alive=30, min_trk_keep_alive=-1, suppress_unmatched_only_within_hotstart=True,
+                       decrease_trk_keep_alive_for_empty_masklets=False, o2o_matching_masklets_enable=False)
+            cfg.update(overrides)
+            me = types.SimpleNamespace(**cfg)
+            meta = {"obj_first_frame_idx": {}, "unmatched_frame_inds": defaultdict(list),
+                    "trk_keep_alive": defaultdict(int), "overlap_pair_to_frame_inds": defaultdict(list),
+                    "removed_obj_ids": set(), "suppressed_obj_ids": defaultdict(set)}
+            tracks, next_id, frames = [], 0, []   # tracks: [(id, rect)]
+            order = list(range(12)) if not reverse else list(range(11, -1, -1))
+            for frame in order:
+                trk_ids = np.array([t for t, _ in tracks], np.int64)
+                trk_rects = [r for _, r in tracks]
+                # tracks drift a little; some vanish (empty masks)
+                trk_rects = [[0, 0, 0, 0] if rng.random() < 0.1 else r for r in trk_rects]
+                dets = []
+                for r in trk_rects:  # the detector sees most tracked objects again
+                    if rng.random() < 0.6 and r[1] > r[0]:
+                        dy, dx = rng.integers(-1, 2, 2)
+                        dets.append([max(0, r[0] + dy), max(1, r[1] + dy), max(0, r[2] + dx), max(1, r[3] + dx)])
+                for _ in range(rng.integers(0, 3)):  # and new or duplicate ones
+                    y0, x0 = rng.integers(0, 12, 2)
+                    dets.append([int(y0), int(y0 + rng.integers(2, 5)), int(x0), int(x0 + rng.integers(2, 5))])
+                scores = rng.choice([0.55, 0.75, 0.85, 0.95], len(dets)).astype(np.float32)
+                det_m = torch.from_numpy(_rect_planes(dets, h, w))
+                trk_m = torch.from_numpy(_rect_planes(trk_rects, h, w))
+                new, unmatched, d2t, hi, empty = Sam3VideoBase._associate_det_trk(me, det_m, scores, trk_m, trk_ids)
+                new_ids = np.arange(next_id, next_id + len(new), dtype=np.int64)
+                removed, meta = Sam3VideoBase._process_hotstart(
+                    me, frame_idx=frame, num_frames=12, reverse=reverse, det_to_matched_trk_obj_ids=d2t,
+                    new_det_obj_ids=new_ids, empty_trk_obj_ids=empty, unmatched_trk_obj_ids=unmatched,
+                    rank0_metadata=meta, tracker_metadata={})
+                frames.append({"frame": frame, "dets": [[int(v) for v in r] for r in dets], "scores": floats(scores),
+                               "trk_ids": trk_ids.tolist(), "trks": [[int(v) for v in r] for r in trk_rects],
+                               "new_det": [int(i) for i in new], "unmatched": [int(i) for i in unmatched],
+                               "empty": [int(i) for i in empty],
+                               "det_to_matched": [[int(i) for i in d2t[d]] for d in sorted(d2t)],
+                               "high_conf": sorted([int(k), int(v)] for k, v in hi.items()),
+                               "removed": sorted(int(i) for i in removed),
+                               "suppressed": sorted(int(i) for i in meta["suppressed_obj_ids"].get(frame, ()))})
+                tracks = [(t, r) for t, r in zip(trk_ids.tolist(), trk_rects) if t not in meta["removed_obj_ids"]]
+                tracks += [(int(i), dets[d]) for i, d in zip(new_ids, new)]
+                next_id += len(new)
+            cases.append({"config": {k: v for k, v in cfg.items() if k != "o2o_matching_masklets_enable"},
+                          "reverse": reverse, "h": h, "w": w, "frames": frames})
+    return cases
+
+
 def build_cases() -> dict:
     """The golden object, recomputed from the official code."""
     _official()
@@ -610,6 +690,7 @@ def build_cases() -> dict:
         "frame_filter": filter_cases(rng),
         "joint_score": joint_score_cases(rng),
         "nms": nms_cases(rng),
+        "planner": planner_cases(rng),
     }
 
 

@@ -1,0 +1,57 @@
+// Concept tracking's host heuristics (sam3_video_base.py): matching the detector's
+// masks with the tracked ones (_associate_det_trk) and the hotstart bookkeeping that
+// removes spurious new objects (_process_hotstart). Internal, no TVM.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <utility>
+#include <vector>
+
+namespace sam3 {
+namespace video {
+
+// The official attributes these functions read (build_sam3_video_model's values).
+struct PlannerConfig {
+  float assoc_iou_thresh = 0.1f;      // detection <-> track match (detection side)
+  float trk_assoc_iou_thresh = 0.5f;  // a track counts as matched
+  float new_det_thresh = 0.7f;        // a detection may start a new object
+  int hotstart_delay = 15, hotstart_unmatch_thresh = 8, hotstart_dup_thresh = 8;
+  int init_trk_keep_alive = 30, max_trk_keep_alive = 30, min_trk_keep_alive = -1;
+  bool suppress_unmatched_only_within_hotstart = true;
+  bool decrease_trk_keep_alive_for_empty_masklets = false;
+};
+
+struct Association {
+  std::vector<int> new_det;                        // detection indices that start objects
+  std::vector<int64_t> unmatched_trk, empty_trk;   // track ids (non-empty unmatched / empty)
+  std::map<int, std::vector<int64_t>> det_to_matched_trk;  // every detection, its matched ids
+  std::map<int64_t, int> trk_to_high_conf_det;     // track id -> one detection (reconditioning)
+};
+
+// _associate_det_trk on low-res mask logits of the same size (plane pixels each):
+// IoUs of logits > 0, many-to-one matching (the Hungarian option is off in the shipped
+// model). With no tracks every detection is new; with no detections every non-empty
+// track is unmatched.
+Association associate_det_trk(const std::vector<const float*>& det_masks, const std::vector<float>& det_scores,
+                              const std::vector<const float*>& trk_masks, const std::vector<int64_t>& trk_ids,
+                              std::size_t plane, const PlannerConfig& cfg);
+
+// rank0_metadata's hotstart part.
+struct HotstartState {
+  std::map<int64_t, int> obj_first_frame_idx;
+  std::map<int64_t, std::vector<int>> unmatched_frame_inds;
+  std::map<int64_t, int> trk_keep_alive;
+  std::map<std::pair<int64_t, int64_t>, std::vector<int>> overlap_pair_to_frame_inds;
+  std::set<int64_t> removed_obj_ids;
+  std::map<int, std::set<int64_t>> suppressed_obj_ids;  // frame -> ids
+};
+
+// _process_hotstart: returns the ids removed on this frame (and updates `state`).
+std::set<int64_t> process_hotstart(int frame, bool reverse, const Association& a,
+                                   const std::vector<int64_t>& new_det_obj_ids, HotstartState& state,
+                                   const PlannerConfig& cfg);
+
+}  // namespace video
+}  // namespace sam3
