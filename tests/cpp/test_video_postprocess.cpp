@@ -447,3 +447,34 @@ TEST(ConceptPlanner, AssociationAndHotstartMatchOfficial) {
   EXPECT_GT(suppressed, 0u);
   EXPECT_GT(spawned, 0u);
 }
+
+TEST(ConceptPlanner, RecentOcclusionSuppressionMatchesOfficial) {
+  size_t suppressed = 0;
+  for (const auto& c : cases()["occlusion"]) {
+    const bool reverse = c["reverse"];
+    std::map<int64_t, int64_t> last;
+    for (const auto& f : c["frames"]) {
+      SCOPED_TRACE(std::string(reverse ? "reverse" : "forward") + " threshold " + c["threshold"].dump() +
+                   " frame " + f["frame"].dump());
+      auto planes = rect_planes(f["rects"], 16, 16);
+      std::vector<float*> ptrs;
+      for (auto& p : planes) ptrs.push_back(p.data());
+      const auto ids = f["ids"].get<std::vector<int64_t>>();
+      const auto removed = f["newly_removed"].get<std::vector<int64_t>>();
+      const auto flags = sam3::video::suppress_recent_occlusion(
+          ptrs, 256, ids, f["frame"], reverse, c["threshold"].get<float>(),
+          std::set<int64_t>(removed.begin(), removed.end()), last);
+      std::vector<int64_t> got;
+      for (size_t i = 0; i < ids.size(); ++i)
+        if (flags[i]) got.push_back(ids[i]);
+      EXPECT_EQ(got, f["suppressed"].get<std::vector<int64_t>>());
+      std::vector<std::vector<int64_t>> meta;
+      for (const auto& kv : last) meta.push_back({kv.first, kv.second});
+      EXPECT_EQ(meta, f["last_occluded"].get<std::vector<std::vector<int64_t>>>());
+      for (size_t i = 0; i < ids.size(); ++i)  // suppressed planes are -10 everywhere
+        if (flags[i]) EXPECT_EQ(*std::max_element(planes[i].begin(), planes[i].end()), -10.0f);
+      suppressed += got.size();
+    }
+  }
+  EXPECT_GT(suppressed, 5u);
+}

@@ -128,5 +128,38 @@ std::set<int64_t> process_hotstart(int frame, bool reverse, const Association& a
   return removed_now;
 }
 
+std::vector<uint8_t> suppress_recent_occlusion(const std::vector<float*>& masks, std::size_t plane,
+                                               const std::vector<int64_t>& obj_ids, int frame, bool reverse,
+                                               float threshold, const std::set<int64_t>& newly_removed,
+                                               std::map<int64_t, int64_t>& last_occluded) {
+  constexpr int64_t kNever = -1, kAlways = 100000;
+  const std::size_t n = masks.size();
+  std::vector<uint8_t> suppress(n, 0);
+  std::vector<int64_t> last(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto it = last_occluded.find(obj_ids[i]);
+    last[i] = it != last_occluded.end() ? it->second : newly_removed.count(obj_ids[i]) ? kAlways : kNever;
+  }
+  // _get_objects_to_suppress_based_on_most_recently_occluded
+  if (n > 1) {
+    auto later = [&](int64_t a, int64_t b) { return reverse ? a < b : a > b; };
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = i + 1; j < n; ++j) {
+        if (!(mask_iou(masks[i], masks[j], plane) >= threshold)) continue;
+        if (later(last[i], last[j]) && last[j] > -1) suppress[i] = 1;  // j may suppress i
+        if (later(last[j], last[i]) && last[i] > -1) suppress[j] = 1;
+      }
+  }
+  // the new metadata holds the tracked objects only (none on a frame without objects)
+  std::map<int64_t, int64_t> next;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!nonempty(masks[i], plane) || suppress[i]) last[i] = frame;  // occluded or suppressed now
+    next[obj_ids[i]] = last[i];
+    if (suppress[i]) std::fill(masks[i], masks[i] + plane, -10.0f);
+  }
+  last_occluded = std::move(next);
+  return suppress;
+}
+
 }  // namespace video
 }  // namespace sam3

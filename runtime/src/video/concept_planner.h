@@ -53,5 +53,16 @@ std::set<int64_t> process_hotstart(int frame, bool reverse, const Association& a
                                    const std::vector<int64_t>& new_det_obj_ids, HotstartState& state,
                                    const PlannerConfig& cfg);
 
+// _suppress_overlapping_based_on_recent_occlusion on the tracked objects' low-res
+// logits (one plane each, in tracking order), in place: of two masks with IoU >= the
+// threshold, the one occluded (empty or suppressed) more recently in tracking order is set
+// to -10. `last_occluded` (obj_id_to_last_occluded) is read and updated; an object not in
+// it counts as never occluded (-1), or as always (100000) if hotstart removed it now.
+// Returns the suppressed flags.
+std::vector<uint8_t> suppress_recent_occlusion(const std::vector<float*>& masks, std::size_t plane,
+                                               const std::vector<int64_t>& obj_ids, int frame, bool reverse,
+                                               float threshold, const std::set<int64_t>& newly_removed,
+                                               std::map<int64_t, int64_t>& last_occluded);
+
 }  // namespace video
 }  // namespace sam3

@@ -45,6 +45,9 @@ What each section holds, and where its reference comes from:
 * "planner": `Sam3VideoBase._associate_det_trk` then `_process_hotstart` over 12 frames
   (forward and reverse, three threshold sets), the hotstart metadata carried over; masks
   are rectangles on 16x16 planes (+2 inside, -2 outside).
+* "occlusion": `Sam3VideoBase._suppress_overlapping_based_on_recent_occlusion` over 10
+  frames (forward and reverse, thresholds 0.7 and 0.3): the suppressed ids and the
+  last-occluded metadata after each frame.
 * "frame_filter": `Sam3TrackerBase.frame_filter(self, output_dict, track_in_reverse,
   frame_idx, num_frames, r)` with `self` a SimpleNamespace(max_obj_ptrs_in_encoder,
   mf_threshold) and `output_dict["non_cond_frame_outputs"]` entries holding a 0-d float32
@@ -674,6 +677,54 @@ def planner_cases(rng) -> list:
     return cases
 
 
+def occlusion_cases(rng) -> list:
+    """Sam3VideoBase._suppress_overlapping_based_on_recent_occlusion frame after frame (the
+    last-occluded metadata carried from each frame's new metadata to the next), on a
+    SimpleNamespace holding the threshold; rectangles on 16x16 planes."""
+    import types
+
+    import torch
+    from sam3.model.sam3_video_base import Sam3VideoBase
+
+    cases = []
+    for reverse in (False, True):
+        for threshold in (0.7, 0.3):
+            me = types.SimpleNamespace(suppress_overlapping_based_on_recent_occlusion_threshold=threshold, rank=0)
+            me._get_objects_to_suppress_based_on_most_recently_occluded = (
+                lambda *a, **k: Sam3VideoBase._get_objects_to_suppress_based_on_most_recently_occluded(me, *a, **k))
+            prev, frames, ids = {}, [], [0, 1, 2, 3]
+            order = list(range(10)) if not reverse else list(range(9, -1, -1))
+            for frame in order:
+                if frame in (4, 5):  # an object leaves, another is added
+                    ids = [i for i in ids if i != 2] + ([4] if 4 not in ids else [])
+                rects = []
+                step = order.index(frame)
+                for i in ids:  # objects 0 and 1 overlap a lot but are each occluded for a while; 3 is sometimes empty
+                    if (i == 0 and step == 1) or (i == 1 and step in (2, 3)):
+                        rects.append([0, 0, 0, 0])
+                    elif i in (0, 1):
+                        rects.append([2, 10, 2, 10 + int(rng.integers(0, 2))])
+                    elif i == 3 and rng.random() < 0.4:
+                        rects.append([0, 0, 0, 0])
+                    else:
+                        y0, x0 = rng.integers(0, 10, 2)
+                        rects.append([int(y0), int(y0 + 6), int(x0), int(x0 + 6)])
+                removed = {1} if frame == 6 else set()
+                masks = torch.from_numpy(_rect_planes(rects, 16, 16))
+                meta_prev = {"obj_ids_all_gpu": np.array(ids, np.int64), "obj_id_to_last_occluded": prev}
+                meta_new = {}
+                out = Sam3VideoBase._suppress_overlapping_based_on_recent_occlusion(
+                    me, frame, masks.clone(), meta_prev, meta_new, removed, reverse)
+                suppressed = [int(i) for i, m in zip(ids, out) if bool((m == -10).all()) and
+                              not bool((masks[ids.index(i)] == -10).all())]
+                prev = meta_new.get("obj_id_to_last_occluded", {})
+                frames.append({"frame": frame, "ids": ids, "rects": rects, "newly_removed": sorted(removed),
+                               "suppressed": suppressed,
+                               "last_occluded": [[int(k), int(v)] for k, v in sorted(prev.items())]})
+            cases.append({"reverse": reverse, "threshold": threshold, "frames": frames})
+    return cases
+
+
 def build_cases() -> dict:
     """The golden object, recomputed from the official code."""
     _official()
@@ -691,6 +742,7 @@ def build_cases() -> dict:
         "joint_score": joint_score_cases(rng),
         "nms": nms_cases(rng),
         "planner": planner_cases(rng),
+        "occlusion": occlusion_cases(rng),
     }
 
 
