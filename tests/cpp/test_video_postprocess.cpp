@@ -478,3 +478,19 @@ TEST(ConceptPlanner, RecentOcclusionSuppressionMatchesOfficial) {
   }
   EXPECT_GT(suppressed, 5u);
 }
+
+TEST(ConceptPlanner, AreaShrinkageSuppressionMatchesOfficial) {
+  size_t suppressed = 0;
+  for (const auto& c : cases()["shrink"]) {
+    const int n = c["n"], h = c["h"], w = c["w"];
+    std::vector<float> x = floats(c["logits"]);
+    const std::vector<float> want = floats(c["output"]);
+    std::vector<float*> planes;
+    const size_t plane = static_cast<size_t>(h) * w;
+    for (int k = 0; k < n; ++k) planes.push_back(x.data() + k * plane);
+    const auto flags = sam3::video::suppress_area_shrinkage(planes, plane);
+    EXPECT_EQ(x, want) << n << " masks " << h << "x" << w;
+    for (auto f : flags) suppressed += f;
+  }
+  EXPECT_GT(suppressed, 0u);
+}

@@ -161,5 +161,30 @@ std::vector<uint8_t> suppress_recent_occlusion(const std::vector<float*>& masks,
   return suppress;
 }
 
+std::vector<uint8_t> suppress_area_shrinkage(const std::vector<float*>& masks, std::size_t plane,
+                                             float shrink_threshold) {
+  const std::size_t n = masks.size();
+  std::vector<uint8_t> suppress(n, 0);
+  if (n <= 1) return suppress;  // the pixel-wise constraint leaves a single mask as it is
+  std::vector<int64_t> before(n, 0), after(n, 0);
+  for (std::size_t p = 0; p < plane; ++p) {
+    std::size_t best = 0;  // _apply_non_overlapping_constraints: the first maximum keeps its value
+    for (std::size_t k = 1; k < n; ++k)
+      if (masks[k][p] > masks[best][p]) best = k;
+    for (std::size_t k = 0; k < n; ++k) {
+      const float v = masks[k][p];
+      before[k] += v > 0.0f;
+      after[k] += (k == best ? v : std::min(v, -10.0f)) > 0.0f;
+    }
+  }
+  for (std::size_t k = 0; k < n; ++k) {
+    const float ratio = static_cast<float>(after[k]) / static_cast<float>(std::max<int64_t>(before[k], 1));
+    if (ratio >= shrink_threshold) continue;
+    suppress[k] = 1;
+    for (std::size_t p = 0; p < plane; ++p) masks[k][p] = std::min(masks[k][p], -10.0f);
+  }
+  return suppress;
+}
+
 }  // namespace video
 }  // namespace sam3

@@ -64,5 +64,13 @@ std::vector<uint8_t> suppress_recent_occlusion(const std::vector<float*>& masks,
                                                float threshold, const std::set<int64_t>& newly_removed,
                                                std::map<int64_t, int64_t>& last_occluded);
 
+// Sam3TrackerPredictor._suppress_object_pw_area_shrinkage on N logit planes (all tracked
+// objects, before their memory is encoded), in place: a mask that would keep less than
+// `shrink_threshold` (0.3) of its area (> 0) under the pixel-wise non-overlap constraint
+// is clamped to at most -10; the others are left as they are (not made non-overlapping).
+// Returns the suppressed flags.
+std::vector<uint8_t> suppress_area_shrinkage(const std::vector<float*>& masks, std::size_t plane,
+                                             float shrink_threshold = 0.3f);
+
 }  // namespace video
 }  // namespace sam3

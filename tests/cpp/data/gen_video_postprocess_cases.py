@@ -48,6 +48,7 @@ What each section holds, and where its reference comes from:
 * "occlusion": `Sam3VideoBase._suppress_overlapping_based_on_recent_occlusion` over 10
   frames (forward and reverse, thresholds 0.7 and 0.3): the suppressed ids and the
   last-occluded metadata after each frame.
+* "shrink": `Sam3TrackerPredictor._suppress_object_pw_area_shrinkage` on (N, 1, H, W) logits.
 * "frame_filter": `Sam3TrackerBase.frame_filter(self, output_dict, track_in_reverse,
   frame_idx, num_frames, r)` with `self` a SimpleNamespace(max_obj_ptrs_in_encoder,
   mf_threshold) and `output_dict["non_cond_frame_outputs"]` entries holding a 0-d float32
@@ -725,6 +726,26 @@ def occlusion_cases(rng) -> list:
     return cases
 
 
+def shrink_cases(rng) -> list:
+    """Sam3TrackerPredictor._suppress_object_pw_area_shrinkage on (N, 1, H, W) logits
+    (a bare __new__ instance: it reaches the base method through super())."""
+    import torch
+    from sam3.model.sam3_tracking_predictor import Sam3TrackerPredictor
+
+    me = Sam3TrackerPredictor.__new__(Sam3TrackerPredictor)
+    cases = []
+    for n, h, w in ((1, 8, 8), (2, 12, 12), (3, 16, 16), (5, 16, 20), (4, 9, 7)):
+        for _ in range(3):
+            x = rng.normal(0, 3, (n, 1, h, w)).astype(np.float32)
+            if n > 1:  # a small mask mostly under a bigger, stronger one
+                x[1, 0, :, :] = -5.0
+                x[1, 0, 2:5, 2:5] = 1.0
+                x[0, 0, 1:7, 1:7] = 4.0
+            out = me._suppress_object_pw_area_shrinkage(torch.from_numpy(x)).numpy()
+            cases.append({"n": n, "h": h, "w": w, "logits": floats(x), "output": floats(out)})
+    return cases
+
+
 def build_cases() -> dict:
     """The golden object, recomputed from the official code."""
     _official()
@@ -743,6 +764,7 @@ def build_cases() -> dict:
         "nms": nms_cases(rng),
         "planner": planner_cases(rng),
         "occlusion": occlusion_cases(rng),
+        "shrink": shrink_cases(rng),
     }
 
 
