@@ -39,7 +39,8 @@ const char* kManifest = R"json({
     "inputs": [{"name": "point_coords", "shape": [1, "num_points", 2], "dtype": "float32"}],
     "outputs": [], "params": [], "param_shapes": [],
     "dims": {"num_points": {"min": 1, "max": 16}}}},
-  "tracker": {"image_size": 336, "low_res_mask_size": 96, "input_mask_size": 384, "hidden_dim": 32, "mem_dim": 16, "num_maskmem": 7, "max_cond_frames_in_attn": 4, "keep_first_cond_frame": false, "max_obj_ptrs_in_encoder": 16, "max_memories": 10, "max_pointers": 19, "pointer_slots": 32, "use_memory_selection": true, "mf_threshold": 0.01, "memory_temporal_stride_for_eval": 1, "multimask_output_in_sam": true, "multimask_min_pt_num": 0, "multimask_max_pt_num": 1, "multimask_output_for_tracking": true, "dynamic_multimask_via_stability": true, "dynamic_multimask_stability_delta": 0.05, "dynamic_multimask_stability_thresh": 0.98, "use_multimask_token_for_obj_ptr": true, "sigmoid_scale_for_mem_enc": 20.0, "sigmoid_bias_for_mem_enc": -10.0, "non_overlap_masks_for_mem_enc": false, "max_point_num_in_prompt_enc": 16, "clear_non_cond_mem_around_input": true, "clear_non_cond_mem_for_multi_obj": false, "add_all_frames_to_correct_as_cond": true, "iter_use_prev_mask_pred": true, "output_fill_hole_area": 16}
+  "tracker": {"image_size": 336, "low_res_mask_size": 96, "input_mask_size": 384, "hidden_dim": 32, "mem_dim": 16, "num_maskmem": 7, "max_cond_frames_in_attn": 4, "keep_first_cond_frame": false, "max_obj_ptrs_in_encoder": 16, "max_memories": 10, "max_pointers": 19, "pointer_slots": 32, "use_memory_selection": true, "mf_threshold": 0.01, "memory_temporal_stride_for_eval": 1, "multimask_output_in_sam": true, "multimask_min_pt_num": 0, "multimask_max_pt_num": 1, "multimask_output_for_tracking": true, "dynamic_multimask_via_stability": true, "dynamic_multimask_stability_delta": 0.05, "dynamic_multimask_stability_thresh": 0.98, "use_multimask_token_for_obj_ptr": true, "sigmoid_scale_for_mem_enc": 20.0, "sigmoid_bias_for_mem_enc": -10.0, "non_overlap_masks_for_mem_enc": false, "max_point_num_in_prompt_enc": 16, "clear_non_cond_mem_around_input": true, "clear_non_cond_mem_for_multi_obj": false, "add_all_frames_to_correct_as_cond": true, "iter_use_prev_mask_pred": true, "output_fill_hole_area": 16},
+  "detector": {"score_threshold_detection": 0.5, "det_nms_thresh": 0.1, "new_det_thresh": 0.7, "assoc_iou_thresh": 0.1, "trk_assoc_iou_thresh": 0.5, "o2o_matching_masklets_enable": false, "hotstart_delay": 15, "hotstart_unmatch_thresh": 8, "hotstart_dup_thresh": 8, "suppress_unmatched_only_within_hotstart": true, "init_trk_keep_alive": 30, "max_trk_keep_alive": 30, "min_trk_keep_alive": -1, "decrease_trk_keep_alive_for_empty_masklets": false, "suppress_overlapping_based_on_recent_occlusion_threshold": 0.7, "suppress_det_close_to_boundary": false, "fill_hole_area": 16, "max_num_objects": 10000, "recondition_every_nth_frame": 16, "reconstruction_bbox_iou_thresh": 0.0, "reconstruction_bbox_det_score": 0.0, "masklet_confirmation_enable": false, "masklet_confirmation_consecutive_det_thresh": 3, "use_prev_mem_frame": false, "use_stateless_refinement": false, "refinement_detector_cond_frame_removal_window": 16}
 })json";
 
 std::string make_bundle(const std::string& manifest = kManifest) {
@@ -81,6 +82,8 @@ TEST(Manifest, ParsesAValidBundle) {
   EXPECT_EQ(m.tracker.input_mask_size, 384);
   EXPECT_FLOAT_EQ(m.tracker.mf_threshold, 0.01f);
   EXPECT_TRUE(m.tracker.use_memory_selection);
+  EXPECT_EQ(m.detector.hotstart_delay, 15);
+  EXPECT_FLOAT_EQ(m.detector.new_det_thresh, 0.7f);
 }
 
 TEST(Manifest, ImageOnlyBundleOfSchema1AsksForARecompile) {

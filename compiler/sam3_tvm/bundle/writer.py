@@ -108,7 +108,7 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
 
     from sam3_tvm.model import rope
     from sam3_tvm.model.builder import CONFIGS, bpe_vocab_path, build_model
-    from sam3_tvm.model.tracker_config import tracker_block
+    from sam3_tvm.model.tracker_config import detector_block, tracker_block
 
     if config not in CONFIGS:
         raise Sam3TvmError(f"unknown config {config!r}; choose one of {sorted(CONFIGS)}")
@@ -150,6 +150,7 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
         "weights": WEIGHTS,
         "components": entries,
         "tracker": tracker_block(model),
+        "detector": detector_block(),
         "compile_seconds": round(time.time() - t0, 1),
     }
     with open(os.path.join(out_dir, MANIFEST), "w") as f:

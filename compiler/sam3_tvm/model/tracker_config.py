@@ -60,3 +60,12 @@ def tracker_block(model) -> dict:
         # on the low-res masks of every tracked object
         "output_fill_hole_area": _default(Sam3VideoBase.__init__, "fill_hole_area"),
     }
+
+
+def detector_block() -> dict:
+    """Concept tracking's thresholds and switches (the bundle's `detector` block), as the
+    official video model has them (model/concept_config.py reads them from a constructed
+    model); the runtime's defaults, each overridable by the user."""
+    from sam3_tvm.model.concept_config import THRESHOLDS
+
+    return {k: (v if isinstance(v, (bool, int)) else float(v)) for k, v in THRESHOLDS.items()}

@@ -48,6 +48,27 @@ struct TrackerConfig {
   int output_fill_hole_area = 16;
 };
 
+// Concept tracking's thresholds and switches, read by the compiler from the official video
+// model (manifest `detector` block, compiler/sam3_tvm/model/concept_config.py). Defaults
+// that the API and CLI let users override.
+struct DetectorConfig {
+  float score_threshold_detection = 0.5f, det_nms_thresh = 0.1f, new_det_thresh = 0.7f;
+  float assoc_iou_thresh = 0.1f, trk_assoc_iou_thresh = 0.5f;
+  bool o2o_matching_masklets_enable = false;
+  int hotstart_delay = 15, hotstart_unmatch_thresh = 8, hotstart_dup_thresh = 8;
+  bool suppress_unmatched_only_within_hotstart = true;
+  int init_trk_keep_alive = 30, max_trk_keep_alive = 30, min_trk_keep_alive = -1;
+  bool decrease_trk_keep_alive_for_empty_masklets = false;
+  float suppress_overlapping_based_on_recent_occlusion_threshold = 0.7f;
+  bool suppress_det_close_to_boundary = false;
+  int fill_hole_area = 16, max_num_objects = 10000, recondition_every_nth_frame = 16;
+  float reconstruction_bbox_iou_thresh = 0.f, reconstruction_bbox_det_score = 0.f;
+  bool masklet_confirmation_enable = false;
+  int masklet_confirmation_consecutive_det_thresh = 3;
+  bool use_prev_mem_frame = false, use_stateless_refinement = false;
+  int refinement_detector_cond_frame_removal_window = 16;
+};
+
 struct Manifest {
   std::string dir;
   int schema_version = 0;
@@ -59,6 +80,7 @@ struct Manifest {
   std::vector<float> mean, std;
   std::map<std::string, ComponentSpec> components;
   TrackerConfig tracker;
+  DetectorConfig detector;
 
   const ComponentSpec& component(const std::string& name) const;
   std::string path(const std::string& file) const { return dir + "/" + file; }

@@ -81,6 +81,39 @@ TrackerConfig parse_tracker(const nlohmann::json& t) {
   return c;
 }
 
+DetectorConfig parse_detector(const nlohmann::json& t) {
+  DetectorConfig c;
+  auto get = [&](const char* key, auto& field) { field = t.at(key).get<std::decay_t<decltype(field)>>(); };
+  get("score_threshold_detection", c.score_threshold_detection);
+  get("det_nms_thresh", c.det_nms_thresh);
+  get("new_det_thresh", c.new_det_thresh);
+  get("assoc_iou_thresh", c.assoc_iou_thresh);
+  get("trk_assoc_iou_thresh", c.trk_assoc_iou_thresh);
+  get("o2o_matching_masklets_enable", c.o2o_matching_masklets_enable);
+  get("hotstart_delay", c.hotstart_delay);
+  get("hotstart_unmatch_thresh", c.hotstart_unmatch_thresh);
+  get("hotstart_dup_thresh", c.hotstart_dup_thresh);
+  get("suppress_unmatched_only_within_hotstart", c.suppress_unmatched_only_within_hotstart);
+  get("init_trk_keep_alive", c.init_trk_keep_alive);
+  get("max_trk_keep_alive", c.max_trk_keep_alive);
+  get("min_trk_keep_alive", c.min_trk_keep_alive);
+  get("decrease_trk_keep_alive_for_empty_masklets", c.decrease_trk_keep_alive_for_empty_masklets);
+  get("suppress_overlapping_based_on_recent_occlusion_threshold",
+      c.suppress_overlapping_based_on_recent_occlusion_threshold);
+  get("suppress_det_close_to_boundary", c.suppress_det_close_to_boundary);
+  get("fill_hole_area", c.fill_hole_area);
+  get("max_num_objects", c.max_num_objects);
+  get("recondition_every_nth_frame", c.recondition_every_nth_frame);
+  get("reconstruction_bbox_iou_thresh", c.reconstruction_bbox_iou_thresh);
+  get("reconstruction_bbox_det_score", c.reconstruction_bbox_det_score);
+  get("masklet_confirmation_enable", c.masklet_confirmation_enable);
+  get("masklet_confirmation_consecutive_det_thresh", c.masklet_confirmation_consecutive_det_thresh);
+  get("use_prev_mem_frame", c.use_prev_mem_frame);
+  get("use_stateless_refinement", c.use_stateless_refinement);
+  get("refinement_detector_cond_frame_removal_window", c.refinement_detector_cond_frame_removal_window);
+  return c;
+}
+
 }  // namespace
 
 const ComponentSpec& Manifest::component(const std::string& name) const {
@@ -156,6 +189,7 @@ Manifest load_manifest(const std::string& dir) {
       m.components[name] = std::move(s);
     }
     m.tracker = parse_tracker(j.at("tracker"));
+    m.detector = parse_detector(j.at("detector"));
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
