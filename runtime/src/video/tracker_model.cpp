@@ -22,7 +22,9 @@ Tensor scalar(float v) { return detail::tensor_from({1}, kF32, &v); }
 }  // namespace
 
 std::size_t FrameFeatures::bytes() const {
-  return (detail::numel(hr0) + detail::numel(hr1) + detail::numel(embed)) * sizeof(float);
+  std::size_t n = detail::numel(hr0) + detail::numel(hr1) + detail::numel(embed);
+  for (const Tensor& t : detector) n += detail::numel(t);
+  return n * sizeof(float);
 }
 
 TrackerModel::TrackerModel(const Manifest& manifest,
@@ -39,7 +41,7 @@ TrackerModel::TrackerModel(const Manifest& manifest,
 
 const detail::Component& TrackerModel::get(const char* name) const { return *components_.at(name); }
 
-FrameFeatures TrackerModel::encode_frame(const Image& frame) const {
+FrameFeatures TrackerModel::encode_frame(const Image& frame, bool with_detector) const {
   std::vector<float> pixels;
   {
     detail::Timer t(timings_, "preprocess", true);
@@ -50,7 +52,9 @@ FrameFeatures TrackerModel::encode_frame(const Image& frame) const {
   detail::release_pooled_memory();  // as Model::encode: the encoder's blocks are not kept
   std::vector<Tensor> out = get("image_encoder").run({in});
   detail::release_pooled_memory();
-  return FrameFeatures{out[3], out[4], out[5]};
+  FrameFeatures f{out[3], out[4], out[5], {}};
+  if (with_detector) f.detector = {out[0], out[1], out[2]};
+  return f;
 }
 
 HeadsOutput TrackerModel::heads(const Tensor& pix, bool no_mem, const FrameFeatures& f,

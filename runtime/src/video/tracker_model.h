@@ -17,9 +17,11 @@ namespace video {
 
 using detail::ffi::Tensor;
 
-// The tracker's features of one frame (image encoder outputs trk_hr0, trk_hr1, trk_embed).
+// The features of one frame: the tracker's (image encoder outputs trk_hr0, trk_hr1,
+// trk_embed) and, for concept tracking, the detector's (fpn0..2; empty otherwise).
 struct FrameFeatures {
   Tensor hr0, hr1, embed;
+  std::vector<Tensor> detector;
   std::size_t bytes() const;
 };
 
@@ -47,8 +49,9 @@ class TrackerModel {
   const TrackerConfig& config() const { return cfg_; }
   int mask_size() const { return cfg_.low_res_mask_size; }
 
-  // preprocess_video_frame + image encoder; keeps the tracker's three levels only.
-  FrameFeatures encode_frame(const Image& frame) const;
+  // preprocess_video_frame + image encoder; keeps the tracker's three levels, and the
+  // detector's when `with_detector`.
+  FrameFeatures encode_frame(const Image& frame, bool with_detector = false) const;
 
   // The SAM heads on `pix` ([1,C,G,G]; the frame's embedding, or memory-conditioned),
   // with `no_mem` adding no_mem_embed first. Points in input-resolution pixels (none:
