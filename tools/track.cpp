@@ -26,8 +26,9 @@ namespace {
 // One step of a tracking session: the flags make a list of prompts then one
 // propagation; --actions FILE gives any sequence (docs/video.md).
 struct Action {
-  std::string op;  // add_points | add_mask | propagate | remove_object | reset
+  std::string op;  // add_points | add_mask | add_prompt | propagate | remove_object | reset
   int frame = 0, obj_id = 1;
+  std::string text;  // add_prompt
   std::vector<Point> points;
   std::optional<Box> box;
   std::string mask;
@@ -62,7 +63,37 @@ int take_id(std::vector<std::string>& parts, const std::string& arg) {
   return id;
 }
 
+// --text / --exemplar (and --box with --text): one concept prompt, then a propagation
+std::vector<Action> concept_actions_from_flags(const TrackArgs& a) {
+  if (!a.points.empty() || !a.masks.empty())
+    throw Error("--point and --mask track given objects; --text/--exemplar find a concept: give one or the other "
+                "(refinement clicks on concept objects are not supported yet)");
+  std::vector<std::string> boxes = a.exemplars;
+  boxes.insert(boxes.end(), a.boxes.begin(), a.boxes.end());
+  if (boxes.size() > 1)
+    throw Error("a concept prompt takes one exemplar box (as the official video model); got " +
+                std::to_string(boxes.size()));
+  Action x{"add_prompt"};
+  x.text = a.text;
+  x.frame = a.start >= 0 ? a.start : 0;
+  if (!boxes.empty()) {
+    auto p = split(boxes[0]);
+    bool positive = true;
+    if (p.size() == 6 && (p[5] == "neg" || p[5] == "pos")) {
+      positive = p[5] == "pos";
+      p.pop_back();
+    }
+    if (p.size() != 5) throw Error("bad exemplar box '" + boxes[0] + "': expected F,X0,Y0,X1,Y1[,neg]");
+    x.frame = integer(p[0], "frame");
+    x.box = Box{number(p[1], "box"), number(p[2], "box"), number(p[3], "box"), number(p[4], "box"), positive};
+  }
+  Action prop{"propagate"};
+  prop.propagate = {parse_direction(a.direction), a.start, a.max_frames};
+  return {x, prop};
+}
+
 std::vector<Action> actions_from_flags(const TrackArgs& a) {
+  if (a.has_text || !a.exemplars.empty()) return concept_actions_from_flags(a);
   std::vector<Action> out;
   auto slot = [&](int frame, int id) -> Action& {
     for (Action& x : out)
@@ -102,7 +133,7 @@ std::vector<Action> actions_from_flags(const TrackArgs& a) {
     x.op = "add_mask";
     x.mask = p[1];
   }
-  if (out.empty()) throw Error("give a prompt: --point, --box or --mask (or --actions FILE)");
+  if (out.empty()) throw Error("give a prompt: --text, --exemplar, --point, --box or --mask (or --actions FILE)");
   Action prop{"propagate"};
   prop.propagate = {parse_direction(a.direction), a.start, a.max_frames};
   out.push_back(prop);
@@ -128,7 +159,8 @@ std::vector<Action> actions_from_file(const std::string& path) {
       Action a{s.at("op").get<std::string>()};
       a.frame = s.value("frame", 0);
       a.obj_id = s.value("obj_id", 1);
-      if (a.obj_id < 1 || a.obj_id > 255) throw Error("object ids are 1..255");
+      if (a.op != "remove_object" && (a.obj_id < 1 || a.obj_id > 255)) throw Error("object ids are 1..255");
+      if (a.obj_id < 0) throw Error("object ids are >= 0");
       if (a.op == "add_points") {
         const auto pts = s.value("points", std::vector<std::vector<float>>{});
         const auto labels = s.value("labels", std::vector<int>(pts.size(), 1));
@@ -141,6 +173,16 @@ std::vector<Action> actions_from_file(const std::string& path) {
           const auto b = s.at("box").get<std::vector<float>>();
           if (b.size() != 4) throw Error("add_points: box is [x0, y0, x1, y1]");
           a.box = Box{b[0], b[1], b[2], b[3]};
+        }
+      } else if (a.op == "add_prompt") {
+        a.text = s.value("text", std::string());
+        const auto boxes = s.value("boxes", std::vector<std::vector<float>>{});
+        if (boxes.size() > 1) throw Error("add_prompt: one exemplar box (as the official video model)");
+        if (!boxes.empty()) {
+          if (boxes[0].size() != 4) throw Error("add_prompt: boxes are [x0, y0, x1, y1]");
+          const auto labels = s.value("box_labels", std::vector<int>{1});
+          if (labels.size() != 1) throw Error("add_prompt: one label per box");
+          a.box = Box{boxes[0][0], boxes[0][1], boxes[0][2], boxes[0][3], labels[0] != 0};
         }
       } else if (a.op == "add_mask") {
         a.mask = s.at("mask").get<std::string>();
@@ -213,8 +255,12 @@ std::vector<uint8_t> palette() {
   return p;
 }
 
+// `concept`: the noun phrase when the objects come from a concept prompt (ids from 0,
+// drawn as id + 1 in masks/*.png), null for clicked objects (ids 1..255 as given)
 void write_results(const fs::path& dir, const TrackArgs& a, VideoReader& reader,
-                   const std::map<int, std::map<int, Stored>>& frames, const std::set<int>& ids) {
+                   const std::map<int, std::map<int, Stored>>& frames, const std::set<int>& ids,
+                   const std::optional<std::string>& concept) {
+  const int offset = concept ? 1 : 0;
   const int n = reader.num_frames(), W = reader.width(), H = reader.height();
   fs::create_directories(dir / "masks");
   if (a.overlay) fs::create_directories(dir / "overlay");
@@ -225,6 +271,9 @@ void write_results(const fs::path& dir, const TrackArgs& a, VideoReader& reader,
   json video = {{"path", a.video}, {"width", W}, {"height", H}, {"num_frames", n}};
   json_out << "{\"video\": " << video.dump() << ",\n \"bbox_format\": \"xywh pixels\",\n \"objects\": [";
   bool first_object = true;
+  // the same tracks again in the SA-Co/VEval (YTVIS-like) layout, written after "objects"
+  const std::string phrase = concept ? (concept->empty() ? std::string("visual") : *concept) : "object";
+  std::string annotations;
   for (int id : ids) {
     std::string segs, boxes, areas, scores;
     double sum = 0;
@@ -245,13 +294,22 @@ void write_results(const fs::path& dir, const TrackArgs& a, VideoReader& reader,
       sum += s->score;
       ++count;
     }
-    json_out << (first_object ? "\n  " : ",\n  ") << "{\"id\": " << id
-             << ", \"score\": " << json(count ? sum / count : 0.0).dump() << ",\n   \"segmentations\": [" << segs
-             << "],\n   \"bboxes\": [" << boxes << "],\n   \"areas\": [" << areas << "],\n   \"scores\": ["
-             << scores << "]}";
+    const std::string score = json(count ? sum / count : 0.0).dump();
+    json_out << (first_object ? "\n  " : ",\n  ") << "{\"id\": " << id << ", \"score\": " << score
+             << ",\n   \"segmentations\": [" << segs << "],\n   \"bboxes\": [" << boxes << "],\n   \"areas\": ["
+             << areas << "],\n   \"scores\": [" << scores << "]}";
+    annotations += std::string(first_object ? "\n  " : ",\n  ") + "{\"id\": " + std::to_string(id + 1) +
+                   ", \"obj_id\": " + std::to_string(id) + ", \"video_id\": 1, \"category_id\": 1, \"noun_phrase\": " +
+                   json(phrase).dump() + ", \"iscrowd\": 0, \"score\": " + score + ",\n   \"segmentations\": [" +
+                   segs + "],\n   \"bboxes\": [" + boxes + "],\n   \"areas\": [" + areas + "]}";
     first_object = false;
   }
-  json_out << "]}\n";
+  json veval_video = {{"id", 1}, {"video_name", fs::path(a.video).filename().string()}, {"width", W},
+                      {"height", H}, {"length", n}};
+  json_out << "],\n \"videos\": [" << veval_video.dump() << "],\n \"categories\": ["
+           << json{{"id", 1}, {"name", phrase}}.dump() << "],\n \"video_np_pairs\": ["
+           << json{{"video_id", 1}, {"noun_phrase", phrase}, {"num_masklets", ids.size()}}.dump()
+           << "],\n \"annotations\": [" << annotations << "]}\n";
   json_out.close();
   if (!json_out.good()) throw Error("cannot write " + (dir / "result.json").string());
   for (int f = 0; f < n; ++f) {
@@ -259,10 +317,10 @@ void write_results(const fs::path& dir, const TrackArgs& a, VideoReader& reader,
     auto fit = frames.find(f);
     if (fit != frames.end())
       for (const auto& [id, s] : fit->second) {
-        if (!ids.count(id) || s.area == 0) continue;
+        if (!ids.count(id) || s.area == 0 || id + offset > 255) continue;
         const std::vector<uint8_t> m = rle_decode(s.rle, H, W);
         for (size_t i = 0; i < m.size(); ++i)
-          if (m[i]) index[i] = static_cast<uint8_t>(id);
+          if (m[i]) index[i] = static_cast<uint8_t>(id + offset);
       }
     char name[32];
     std::snprintf(name, sizeof name, "%05d", f);
@@ -296,12 +354,23 @@ void publish(const fs::path& staging, const fs::path& out) {
 }  // namespace
 
 CLI::App* add_track_command(CLI::App& app, TrackArgs& a) {
-  auto* t = app.add_subcommand("track", "track objects through a video from clicks, boxes or masks");
+  auto* t = app.add_subcommand("track", "track objects through a video from clicks, boxes or masks, or every "
+                                         "instance of a text or exemplar (concept tracking)");
   t->add_option("--bundle", a.bundle, "bundle directory (sam3-tvm compile --out)")->required();
   t->add_option("--video", a.video, "folder of PNG/JPEG frames named by number, or a video file")->required();
   t->add_option("--point", a.points, "F,X,Y[,neg][,id=K]: a click on frame F (video pixels) for object K (default 1)");
   t->add_option("--box", a.boxes, "F,X0,Y0,X1,Y1[,id=K]: a box on frame F for object K");
   t->add_option("--mask", a.masks, "F,PNG[,id=K]: a mask (non-zero pixels, video size) on frame F for object K");
+  t->add_option("--text", a.text, "concept tracking: find and track every instance of this text")
+      ->each([&a](const std::string&) { a.has_text = true; });
+  t->add_option("--exemplar", a.exemplars, "F,X0,Y0,X1,Y1[,neg]: concept tracking from an exemplar box on frame F "
+                "(with or without --text; with --text, --box means the same)");
+  t->add_option("--det-threshold", a.det_threshold,
+                "concept: keep detections scoring above this (score_threshold_detection; default: the bundle's)");
+  t->add_option("--new-det-threshold", a.new_det_threshold,
+                "concept: a detection starts a new object above this (new_det_thresh; default: the bundle's)");
+  t->add_option("--set", a.options, "NAME=VALUE: any other concept-tracking option by its official name "
+                "(docs/video.md), e.g. hotstart_delay=0");
   t->add_option("--actions", a.actions, "JSON list of actions (prompts, propagations, removals; docs/video.md) "
                                         "instead of the prompt flags");
   t->add_option("--direction", a.direction, "forward, backward or both (forward first)")->default_val("both");
@@ -319,14 +388,22 @@ CLI::App* add_track_command(CLI::App& app, TrackArgs& a) {
 
 int run_track(const TrackArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
-  if (!a.actions.empty() && (!a.points.empty() || !a.boxes.empty() || !a.masks.empty()))
-    throw Error("--actions replaces --point/--box/--mask; give one or the other");
+  if (!a.actions.empty() && (!a.points.empty() || !a.boxes.empty() || !a.masks.empty() || a.has_text ||
+                             !a.exemplars.empty()))
+    throw Error("--actions replaces --text/--exemplar/--point/--box/--mask; give one or the other");
   std::vector<Action> actions = a.actions.empty() ? actions_from_flags(a) : actions_from_file(a.actions);
   VideoOptions options;
   if (a.memory == "spill") options.memory = VideoMemory::Spill;
   else if (a.memory == "drop") options.memory = VideoMemory::Drop;
   else if (a.memory == "all") options.memory = VideoMemory::KeepAll;
   else throw Error("bad --memory '" + a.memory + "': expected spill, drop or all");
+  if (a.det_threshold != -1) options.concept_options["score_threshold_detection"] = a.det_threshold;
+  if (a.new_det_threshold != -1) options.concept_options["new_det_thresh"] = a.new_det_threshold;
+  for (const std::string& kv : a.options) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw Error("bad --set '" + kv + "': expected NAME=VALUE");
+    options.concept_options[kv.substr(0, eq)] = number(kv.substr(eq + 1), "--set " + kv.substr(0, eq));
+  }
   Model model(a.bundle, a.device);
   VideoSession session(model, a.video, options);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -334,9 +411,25 @@ int run_track(const TrackArgs& a) {
                session.width(), session.height());
   std::map<int, std::map<int, Stored>> frames;
   std::set<int> removed;
+  std::optional<std::string> concept;  // the noun phrase while concept tracking
   std::vector<double> frame_seconds;  // per delivered frame (--verbose)
+  auto store = [&](const VideoFrameResult& r) {
+    auto& slot = frames[r.frame];
+    slot.clear();
+    for (const VideoObject& o : r.objects) {
+      uint64_t area = 0;
+      for (uint8_t v : o.mask) area += v;
+      slot[o.obj_id] = Stored{o.score, o.box, rle_encode(o.mask.data(), r.height, r.width), area};
+    }
+  };
   for (const Action& x : actions) {
-    if (x.op == "add_points") {
+    if (x.op == "add_prompt") {
+      frames.clear();
+      removed.clear();
+      concept = x.text;
+      store(session.add_prompt(x.frame, VideoConceptPrompt{x.text, x.box}));
+    } else if (x.op == "add_points") {
+      if (concept) throw Error("refinement clicks on concept objects are not supported yet");
       session.add_points(x.frame, x.obj_id, x.points, x.box);
       removed.erase(x.obj_id);
     } else if (x.op == "add_mask") {
@@ -349,13 +442,7 @@ int run_track(const TrackArgs& a) {
         const auto now = std::chrono::steady_clock::now();
         frame_seconds.push_back(std::chrono::duration<double>(now - last).count());
         last = now;
-        auto& slot = frames[r.frame];
-        slot.clear();
-        for (const VideoObject& o : r.objects) {
-          uint64_t area = 0;
-          for (uint8_t v : o.mask) area += v;
-          slot[o.obj_id] = Stored{o.score, o.box, rle_encode(o.mask.data(), r.height, r.width), area};
-        }
+        store(r);
         progress.step();
         return true;
       });
@@ -366,6 +453,7 @@ int run_track(const TrackArgs& a) {
     } else if (x.op == "reset") {
       session.reset();
       frames.clear();
+      concept.reset();
     }
   }
   std::set<int> ids;
@@ -376,7 +464,7 @@ int run_track(const TrackArgs& a) {
   const fs::path staging = out.parent_path() / (out.filename().string() + ".partial-" + std::to_string(getpid()));
   try {
     auto reader = VideoReader::open(a.video);
-    write_results(staging, a, *reader, frames, ids);
+    write_results(staging, a, *reader, frames, ids, concept);
     publish(staging, out);
   } catch (...) {
     std::error_code ec;

@@ -62,6 +62,18 @@ enum class VideoMemory {
 struct VideoOptions {
   VideoMemory memory = VideoMemory::Spill;
   std::string spill_dir;  // "" : $TMPDIR or /tmp
+  // Concept tracking's thresholds and switches, by the official model's attribute names
+  // (score_threshold_detection, new_det_thresh, det_nms_thresh, hotstart_delay, ...;
+  // docs/video.md lists them); the bundle's values otherwise. Checked when the session
+  // is made: unknown names and out-of-range values throw.
+  std::map<std::string, double> concept_options;
+};
+
+// A concept to find and track on every frame: a text, one exemplar box on the prompt's
+// frame (video pixels; positive: "things like this", negative: "not like this"), or both.
+struct VideoConceptPrompt {
+  std::string text;
+  std::optional<Box> box;
 };
 
 // What the session holds (see docs/video.md).
@@ -94,6 +106,13 @@ class VideoSession {
   VideoFrameResult add_box(int frame, int obj_id, const Box& box);
   // mask: width*height bytes (non-zero = object), at the video's size.
   VideoFrameResult add_mask(int frame, int obj_id, const std::vector<uint8_t>& mask);
+
+  // Concept tracking (docs/video.md): starts over (every object and prompt is dropped),
+  // detects the concept on `frame` and returns what was found there; propagate() then
+  // detects and tracks it through the video, with new ids for new instances. Object
+  // scores are detection scores. Outputs of a propagation come hotstart_delay frames
+  // late (the official delay that lets spurious objects be removed before they show).
+  VideoFrameResult add_prompt(int frame, const VideoConceptPrompt& prompt);
 
   // Tracks every object through the frames in `options`; `on_frame` gets each frame's
   // result in processing order (Both: forward first, then backward from `start`) and

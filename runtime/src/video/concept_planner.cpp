@@ -69,8 +69,11 @@ Association associate_det_trk(const std::vector<const float*>& det_masks, const 
     }
     const bool is_new = det_scores[d] >= cfg.new_det_thresh && !any_match;
     if (is_new) a.new_det.push_back(static_cast<int>(d));
-    if (det_scores[d] >= kHighConf && !is_new && row[best] >= kHighIou)
-      a.trk_to_high_conf_det[trk_ids[best]] = static_cast<int>(d);  // a later detection wins
+    if (det_scores[d] >= kHighConf && !is_new && row[best] >= kHighIou) {
+      // a later detection wins; the key keeps its first place (a Python dict)
+      if (!a.trk_to_high_conf_det.count(trk_ids[best])) a.high_conf_order.push_back(trk_ids[best]);
+      a.trk_to_high_conf_det[trk_ids[best]] = static_cast<int>(d);
+    }
   }
   return a;
 }

@@ -28,6 +28,7 @@ struct Association {
   std::vector<int64_t> unmatched_trk, empty_trk;   // track ids (non-empty unmatched / empty)
   std::map<int, std::vector<int64_t>> det_to_matched_trk;  // every detection, its matched ids
   std::map<int64_t, int> trk_to_high_conf_det;     // track id -> one detection (reconditioning)
+  std::vector<int64_t> high_conf_order;            // its keys in the official dict's order
 };
 
 // _associate_det_trk on low-res mask logits of the same size (plane pixels each):

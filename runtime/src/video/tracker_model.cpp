@@ -145,8 +145,9 @@ const std::vector<float>& TrackerModel::no_obj_ptr(const FrameFeatures& f) const
 }
 
 std::vector<uint16_t> TrackerModel::encode_memory(const FrameFeatures& f, const std::vector<float>& high_res,
-                                                  float object_score, bool binarize) const {
-  const int S = image_size_, MI = cfg_.input_mask_size;
+                                                  float object_score, bool binarize, int size) const {
+  const int S = size > 0 ? size : image_size_, MI = cfg_.input_mask_size;
+  if (high_res.size() != static_cast<std::size_t>(S) * S) throw Error("internal: memory mask size");
   std::vector<float> m(high_res.size());
   {
     detail::Timer t(timings_, "memory_mask", true);

@@ -63,11 +63,11 @@ class TrackerModel {
   // Sam3TrackerBase._use_mask_as_output for a mask at input_mask_size (values 0..1).
   HeadsOutput mask_as_output(const FrameFeatures& f, const std::vector<float>& mask) const;
 
-  // _encode_new_memory from high-res logits (image_size^2): sigmoid (or > 0 for masks
-  // from clicks), x scale + bias, resized to input_mask_size; returns bf16 values, as
-  // the predictor stores them.
+  // _encode_new_memory from high-res logits (size^2, image_size by default): sigmoid (or
+  // > 0 for masks from clicks), x scale + bias, resized to input_mask_size unless they
+  // are that size already; returns bf16 values, as the predictor stores them.
   std::vector<uint16_t> encode_memory(const FrameFeatures& f, const std::vector<float>& high_res,
-                                      float object_score, bool binarize) const;
+                                      float object_score, bool binarize, int size = 0) const;
 
   // The memory attention -> pix_feat_with_mem [1,C,G,G].
   Tensor attend(const FrameFeatures& f, const MemoryInput& in) const;

@@ -148,14 +148,23 @@ void TrackerState::add_new_points(int frame, int obj_id, PointInputs points) {
 }
 
 void TrackerState::add_new_mask(int frame, int obj_id, const std::vector<uint8_t>& mask_video_res) {
+  add_new_mask(frame, obj_id, mask_video_res, height_, width_);
+}
+
+void TrackerState::add_new_mask(int frame, int obj_id, const std::vector<uint8_t>& mask, int mh, int mw) {
+  if (mask.size() != static_cast<std::size_t>(mh) * mw) throw Error("internal: mask size");
   const int idx = obj_id_to_idx(obj_id);
   const int MI = cfg_.input_mask_size;
-  std::vector<float> m(mask_video_res.size());
-  for (std::size_t i = 0; i < m.size(); ++i) m[i] = mask_video_res[i] ? 1.f : 0.f;
-  std::vector<float> mask_inputs =
-      (height_ == MI && width_ == MI) ? m : resize_bilinear_aa(m.data(), height_, width_, MI, MI);
-  std::vector<uint8_t> binary(mask_video_res.size());
-  for (std::size_t i = 0; i < binary.size(); ++i) binary[i] = mask_video_res[i] ? 1 : 0;
+  std::vector<float> m(mask.size());
+  for (std::size_t i = 0; i < m.size(); ++i) m[i] = mask[i] ? 1.f : 0.f;
+  std::vector<float> mask_inputs = (mh == MI && mw == MI) ? m : resize_bilinear_aa(m.data(), mh, mw, MI, MI);
+  std::vector<uint8_t> binary(static_cast<std::size_t>(height_) * width_);
+  if (mh == height_ && mw == width_) {
+    for (std::size_t i = 0; i < binary.size(); ++i) binary[i] = mask[i] ? 1 : 0;
+  } else {
+    const std::vector<float> v = resize_bilinear_aa(m.data(), mh, mw, height_, width_);
+    for (std::size_t i = 0; i < binary.size(); ++i) binary[i] = v[i] > 0.5f ? 1 : 0;
+  }
   mask_inputs_[idx][frame] = binary;
   point_inputs_[idx].erase(frame);
   const bool is_init = !frames_already_tracked_.count(frame);
@@ -265,7 +274,7 @@ void TrackerState::propagate_in_video_preflight() {
   for (int f : consolidated_cond_) consolidated_non_cond_.erase(f);
 }
 
-StepOutput TrackerState::track_frame(int frame, bool reverse) {
+StepOutput TrackerState::track_frame(int frame, bool reverse, bool run_mem_encoder) {
   if (output_.cond.empty()) throw Error("no prompts to track: add points, a box or a mask first");
   FrameOutPtr cur;
   bool cond = false;
@@ -301,7 +310,7 @@ StepOutput TrackerState::track_frame(int frame, bool reverse) {
       const Tensor pix = model_.attend(*f, in);
       HeadsOutput hd = model_.heads(pix, false, *f, {}, {}, nullptr, use_multimask(false, nullptr));
       auto o = std::make_shared<ObjFrame>();
-      o->maskmem = model_.encode_memory(*f, upsample(hd.low_res, M, S), hd.object_score, false);
+      if (run_mem_encoder) o->maskmem = model_.encode_memory(*f, upsample(hd.low_res, M, S), hd.object_score, false);
       o->pred_masks = std::move(hd.low_res);
       o->obj_ptr = std::move(hd.obj_ptr);
       o->object_score = hd.object_score;
@@ -318,6 +327,20 @@ StepOutput TrackerState::track_frame(int frame, bool reverse) {
   frames_already_tracked_[frame] = reverse;
   for (auto& o : cur->objs) logits_of(*o);  // the caller reads them
   return StepOutput{obj_ids_, cur->objs};
+}
+
+void TrackerState::set_frame_memory(int frame, std::vector<std::vector<uint16_t>> memories) {
+  for (std::map<int, FrameOutPtr>* d : {&output_.cond, &output_.non_cond}) {
+    auto it = d->find(frame);
+    if (it == d->end()) continue;
+    if (memories.size() != it->second->objs.size()) throw Error("internal: memories per object");
+    for (std::size_t i = 0; i < memories.size(); ++i) {
+      ObjFrame& o = *it->second->objs[i];
+      o.maskmem = std::move(memories[i]);
+      o.maskmem_spilled = -1;  // a spilled copy is stale now
+    }
+    return;
+  }
 }
 
 void TrackerState::reset_tracking_results() {

@@ -45,8 +45,16 @@ class TrackerState {
 
   void add_new_points(int frame, int obj_id, PointInputs points);
   void add_new_mask(int frame, int obj_id, const std::vector<uint8_t>& mask_video_res);
+  // A mask of any size (mh x mw, non-zero = object), as the official add_new_mask takes
+  // one: resized (antialiased) to the input mask size and to the video size (> 0.5).
+  void add_new_mask(int frame, int obj_id, const std::vector<uint8_t>& mask, int mh, int mw);
   void propagate_in_video_preflight();
-  StepOutput track_frame(int frame, bool reverse);  // one frame of propagate_in_video
+  // One frame of propagate_in_video. Without `run_mem_encoder` (concept tracking) a
+  // tracked frame's memory is left for set_frame_memory.
+  StepOutput track_frame(int frame, bool reverse, bool run_mem_encoder = true);
+  // The memories of the frame's output (every object, in obj_ids() order), as
+  // Sam3VideoBase._tracker_update_memories writes them.
+  void set_frame_memory(int frame, std::vector<std::vector<uint16_t>> memories);
   void remove_object(int obj_id);
   // The frame's masks of every object at video size (logits) after a prompt on it, as
   // add_new_points_or_box / add_new_mask return them.

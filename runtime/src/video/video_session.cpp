@@ -13,6 +13,9 @@
 #include "sam3/video.h"
 #include "sam3/video_postprocess.h"
 #include "sam3/video_reader.h"
+#include "video/concept_options.h"
+#include "video/concept_tracker.h"
+#include "video/detector.h"
 #include "video/tracker_model.h"
 #include "video/tracker_state.h"
 
@@ -57,12 +60,23 @@ struct VideoSession::Impl {
   std::vector<std::unique_ptr<TrackerState>> states;
   std::set<int> removed;
   VideoOptions options;
+  DetectorConfig concept_config;
   std::unique_ptr<video::SpillStore> spill;
+  std::unique_ptr<video::Detector> detector;
+  std::unique_ptr<video::ConceptTracker> concept;  // set while concept tracking
 
   Impl(Model::Impl& m, const std::string& path, const VideoOptions& o)
-      : model(m), reader(VideoReader::open(path)), tracker(m.manifest, components(m), timings), options(o) {
+      : model(m), reader(VideoReader::open(path)), tracker(m.manifest, components(m), timings), options(o),
+        concept_config(m.manifest.detector) {
+    video::apply_concept_options(concept_config, o.concept_options);
     if (o.memory == VideoMemory::Spill) spill = std::make_unique<video::SpillStore>(o.spill_dir);
     pin_mmap_threshold();
+  }
+
+  void check_not_concept(const char* what) const {
+    if (concept)
+      throw Error(std::string(what) + " on a concept-tracking session: refinement clicks on concept "
+                  "objects are not supported yet; reset() the session to track from clicks, boxes or masks");
   }
 
   static std::map<std::string, const detail::Component*> components(const Model::Impl& m) {
@@ -75,9 +89,15 @@ struct VideoSession::Impl {
   int w() const { return reader->width(); }
   int h() const { return reader->height(); }
 
+  // concept tracking also keeps the detector's levels
   std::shared_ptr<const FrameFeatures> features(int frame) {
+    const bool with_detector = concept != nullptr;
     for (auto it = cache.begin(); it != cache.end(); ++it) {
       if (it->first != frame) continue;
+      if (with_detector && it->second->detector.empty()) {
+        cache.erase(it);
+        break;
+      }
       cache.splice(cache.begin(), cache, it);
       return it->second;
     }
@@ -86,7 +106,7 @@ struct VideoSession::Impl {
       detail::Timer t(timings, "decode", true);
       img = reader->frame(frame);
     }
-    auto f = std::make_shared<const FrameFeatures>(tracker.encode_frame(img));
+    auto f = std::make_shared<const FrameFeatures>(tracker.encode_frame(img, with_detector));
     cache.emplace_front(frame, f);
     while (cache.size() > kFeatureCacheFrames) cache.pop_back();
     return f;
@@ -218,6 +238,7 @@ VideoFrameResult VideoSession::add_points(int frame, int obj_id, const std::vect
                                           const std::optional<Box>& box) {
   Impl& s = *impl_;
   s.check_frame(frame);
+  s.check_not_concept("add_points");
   s.check_new_prompt(obj_id);
   if (points.empty() && !box) throw Error("add_points: give at least one point or a box");
   const float W = static_cast<float>(s.w()), H = static_cast<float>(s.h());
@@ -249,6 +270,7 @@ VideoFrameResult VideoSession::add_box(int frame, int obj_id, const Box& box) {
 VideoFrameResult VideoSession::add_mask(int frame, int obj_id, const std::vector<uint8_t>& mask) {
   Impl& s = *impl_;
   s.check_frame(frame);
+  s.check_not_concept("add_mask");
   s.check_new_prompt(obj_id);
   const std::size_t want = static_cast<std::size_t>(s.w()) * s.h();
   if (mask.size() != want)
@@ -259,9 +281,46 @@ VideoFrameResult VideoSession::add_mask(int frame, int obj_id, const std::vector
   return s.prompt_result(frame, st);
 }
 
+VideoFrameResult VideoSession::add_prompt(int frame, const VideoConceptPrompt& prompt) {
+  Impl& s = *impl_;
+  s.check_frame(frame);
+  const bool blank = prompt.text.find_first_not_of(" \t\r\n") == std::string::npos;
+  if (blank && !prompt.text.empty()) throw Error("add_prompt: the text prompt is blank");
+  if (blank && !prompt.box) throw Error("add_prompt: give a text, an exemplar box, or both");
+  video::ConceptPromptSpec spec;
+  spec.text = prompt.text;
+  if (prompt.box) {
+    const Box& b = *prompt.box;
+    detail::check_box(b, s.w(), s.h(), "frame");
+    const float W = static_cast<float>(s.w()), H = static_cast<float>(s.h());
+    // normalised xywh -> cxcywh, as the official add_prompt converts it
+    const float x = b.x0 / W, y = b.y0 / H, bw = (b.x1 - b.x0) / W, bh = (b.y1 - b.y0) / H;
+    spec.box_cxcywh = std::array<float, 4>{x + 0.5f * bw, y + 0.5f * bh, bw, bh};
+    spec.box_positive = b.positive;
+    spec.box_frame = frame;
+  }
+  if (!s.detector)
+    s.detector = std::make_unique<video::Detector>(s.model.manifest, s.model.get("text_encoder"),
+                                                   s.model.get("grounding_head"), *s.model.tokenizer, s.timings);
+  s.states.clear();
+  s.removed.clear();
+  s.concept = std::make_unique<video::ConceptTracker>(
+      s.tracker, *s.detector, s.concept_config, s.n(), s.w(), s.h(), [&s](int f) { return s.features(f); },
+      s.options.memory, s.spill.get(), s.timings);
+  return s.concept->add_prompt(frame, spec);
+}
+
 void VideoSession::propagate(const PropagateOptions& options,
                              const std::function<bool(const VideoFrameResult&)>& on_frame) {
   Impl& s = *impl_;
+  if (s.concept) {
+    if (options.start >= 0) s.check_frame(options.start);
+    s.concept->propagate(options, [&](const VideoFrameResult& r) {
+      return_freed_memory();
+      return on_frame(r);
+    });
+    return;
+  }
   std::vector<TrackerState*> active;
   for (auto& st : s.states)
     if (st->has_inputs() || st->first_cond_frame() >= 0) active.push_back(st.get());
@@ -307,6 +366,10 @@ void VideoSession::propagate(const PropagateOptions& options,
 }
 
 int VideoSession::frames_to_track(const PropagateOptions& options) const {
+  if (impl_->concept) {
+    if (options.start >= 0) impl_->check_frame(options.start);
+    return impl_->concept->frames_to_track(options);
+  }
   const int start = impl_->resolve_start(options);
   int count = 0;
   if (options.direction != Direction::Backward)
@@ -318,6 +381,7 @@ int VideoSession::frames_to_track(const PropagateOptions& options) const {
 
 void VideoSession::remove_object(int obj_id) {
   Impl& s = *impl_;
+  if (s.concept) return s.concept->remove_object(obj_id);
   for (auto it = s.states.begin(); it != s.states.end(); ++it) {
     if (!(*it)->has_object(obj_id)) continue;
     (*it)->remove_object(obj_id);
@@ -329,11 +393,13 @@ void VideoSession::remove_object(int obj_id) {
 }
 
 void VideoSession::reset() {
+  impl_->concept.reset();
   impl_->states.clear();
   impl_->removed.clear();
 }
 
 std::vector<int> VideoSession::object_ids() const {
+  if (impl_->concept) return impl_->concept->object_ids();
   std::vector<int> ids;
   for (const auto& s : impl_->states) ids.insert(ids.end(), s->obj_ids().begin(), s->obj_ids().end());
   std::sort(ids.begin(), ids.end());
@@ -347,6 +413,10 @@ VideoMemoryStats VideoSession::memory_stats() const {
   for (const auto& s : impl_->states) {
     m.memory_bytes += s->bytes();
     m.frames_with_memory += s->frames_with_memory();
+  }
+  if (impl_->concept) {
+    m.memory_bytes += impl_->concept->bytes();
+    m.frames_with_memory += impl_->concept->frames_with_memory();
   }
   m.cached_feature_frames = impl_->cache.size();
   m.spilled_bytes = impl_->spill ? impl_->spill->size() : 0;

@@ -1,0 +1,143 @@
+"""Concept tracking in C++ (runtime/src/video/concept_tracker.cpp, run through
+tests/cpp/video_probe) against the official Sam3VideoInferenceWithInstanceInteractivity on
+the CPU (compiler/sam3_tvm/tools/concept_reference.py), on the synthetic clip.
+
+Host-logic parity: both sides get the same oracle detections (the clip's shapes, the
+triangle no longer detected after frame 5) and, where said, the same oracle tracker (the
+tracker follows the shapes), so ids spawned, matched, unmatched, removed by hotstart,
+reconditioned (frame 16) and suppressed are decided from the same inputs; per frame the
+same ids and scores, boxes within 1 px and mask IoU >= 0.999."""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+
+from test_concept_steps import PROBE
+
+W, H = 320, 240
+FRAMES = 26
+TRACE_KEYS = ("tracked", "detections", "spawned", "matched", "det_matches", "unmatched", "empty",
+              "removed", "suppressed", "occlusion_suppressed", "reconditioned", "high_conf_matches")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from sam3_tvm.tools.synthetic_clip import write_clip
+
+    return write_clip(str(tmp_path_factory.mktemp("clip") / "frames"), FRAMES, W, H)
+
+
+@pytest.fixture(scope="module")
+def concept_model():
+    from sam3_tvm.tools.concept_reference import build_concept_model
+
+    return build_concept_model("tiny", seed=0)
+
+
+def _bits(m):
+    return "".join("1" if v > 0 else "0" for v in np.asarray(m).reshape(-1))
+
+
+def write_oracle(path, oracle, truth, options):
+    dets = {}
+    for f in range(FRAMES):
+        masks, boxes, scores = oracle(f)
+        dets[str(f)] = {"masks": [_bits(m) for m in masks], "boxes": np.asarray(boxes).tolist(),
+                        "scores": np.asarray(scores).tolist()}
+    data = {"options": options, "detections": dets}
+    if truth is not None:
+        data["truth"] = {str(f): [_bits(m) for m in truth(f)] for f in range(FRAMES)}
+    with open(path, "w") as fh:
+        json.dump(data, fh)
+
+
+def run_probe(bundle, clip, actions, oracle_path, tmp_path):
+    if not os.path.isfile(PROBE):
+        pytest.fail(f"video_probe not built at {PROBE} (make cpp)")
+    ap = os.path.join(tmp_path, "actions.json")
+    with open(ap, "w") as fh:
+        json.dump(actions, fh)
+    r = subprocess.run([PROBE, "concept", bundle, clip, ap, oracle_path], capture_output=True, text=True,
+                       timeout=1200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout)
+
+
+def check_same(ref, got):
+    """Per-frame decisions and outputs equal (module docstring)."""
+    ref_trace = [{k: t[k] for k in TRACE_KEYS} for t in ref.trace]
+    got_trace = []
+    for t in got["trace"]:
+        t = dict(t)
+        t["det_matches"] = {int(k): v for k, v in t["det_matches"].items()}
+        t["high_conf_matches"] = {int(k): v for k, v in t["high_conf_matches"].items()}
+        got_trace.append({k: t[k] for k in TRACE_KEYS})
+    assert [(t["frame"], t["reverse"]) for t in got["trace"]] == [(t["frame"], t["reverse"]) for t in ref.trace]
+    for r, g, t in zip(ref_trace, got_trace, ref.trace):
+        assert g == r, f"frame {t['frame']} (reverse={t['reverse']}): C++ {g} vs official {r}"
+    assert sorted(int(f) for f in got["frames"]) == sorted(ref.frames)
+    for f, objs in ref.frames.items():
+        g = got["frames"][str(f)]
+        assert sorted(int(i) for i in g) == sorted(objs), f"frame {f}: ids {sorted(g)} vs {sorted(objs)}"
+        for oid, o in objs.items():
+            go = g[str(oid)]
+            assert go["score"] == pytest.approx(o["score"], abs=1e-6), f"frame {f} object {oid}"
+            np.testing.assert_allclose(go["box"], o["box"], atol=1.0)
+            m = mask_utils.decode({"size": [H, W], "counts": go["rle"].encode()}).astype(bool)
+            ref_m = o["mask"]
+            union = (m | ref_m).sum()
+            iou = 1.0 if union == 0 else (m & ref_m).sum() / union
+            assert iou >= 0.999, f"frame {f} object {oid}: mask IoU {iou}"
+
+
+SCENARIOS = {
+    # text prompt on frame 0, forward: spawn 3, the triangle unmatched from frame 6 and
+    # removed by hotstart on frame 13, reconditioning on frame 16
+    "forward_oracle_tracker": dict(
+        actions=[{"op": "add_prompt", "frame": 0, "text": "shape"},
+                 {"op": "propagate", "direction": "forward"}],
+        truth=True),
+    # from the middle, both ways (the backward pass starts before the prompt frame), then
+    # a second request is a fetch of the cached outputs, then a removal
+    "both_oracle_tracker": dict(
+        actions=[{"op": "add_prompt", "frame": 12, "text": "shape"},
+                 {"op": "propagate", "direction": "both"},
+                 {"op": "remove_object", "obj_id": 1},
+                 {"op": "propagate", "direction": "forward", "start": 20}],
+        truth=True),
+    # the real (random-weight) tracker: its tracks match nothing, so every frame spawns
+    # objects up to the object limit, and hotstart removes the unmatched ones
+    "random_tracker_object_limit": dict(
+        actions=[{"op": "add_prompt", "frame": 0, "text": "shape"},
+                 {"op": "propagate", "direction": "forward", "max_frames": 11}],
+        truth=False, options={"max_num_objects": 7}),
+    # text + exemplar box on frame 3 and the other switches: short hotstart, masklet
+    # confirmation, suppression of unmatched objects past their hotstart, reconditioning
+    # every 5th frame
+    "text_box_switches": dict(
+        actions=[{"op": "add_prompt", "frame": 3, "text": "shape", "boxes": [[16, 96, 69, 149]]},
+                 {"op": "propagate", "direction": "both"}],
+        truth=True, options={"hotstart_delay": 4, "hotstart_unmatch_thresh": 2, "hotstart_dup_thresh": 2,
+                             "masklet_confirmation_enable": 1, "suppress_unmatched_only_within_hotstart": 0,
+                             "init_trk_keep_alive": 3, "max_trk_keep_alive": 3,
+                             "recondition_every_nth_frame": 5}),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_host_logic_equals_official(tiny_bundle, clip, concept_model, tmp_path, name):
+    from sam3_tvm.tools.concept_reference import run_concept, shape_oracle
+
+    sc = SCENARIOS[name]
+    oracle = shape_oracle(clip, mask_size=96, stop_after={2: 5})
+    truth = oracle.truth if sc["truth"] else None
+    options = sc.get("options", {})
+    ref = run_concept(concept_model, clip, sc["actions"], overrides=options, oracle=oracle, tracker_oracle=truth)
+    assert any(t["removed"] for t in ref.trace) or name != "forward_oracle_tracker"
+    op = os.path.join(tmp_path, "oracle.json")
+    write_oracle(op, oracle, truth, options)
+    got = run_probe(tiny_bundle, clip, sc["actions"], op, str(tmp_path))
+    check_same(ref, got)
