@@ -18,14 +18,44 @@ import time
 from sam3_tvm.progress import step
 
 BEGIN, END = "<!-- video-bench:begin -->", "<!-- video-bench:end -->"
+CONCEPT_OBJECTS = 3
+CONCEPT_OPTIONS = {"score_threshold_detection": 0.0, "new_det_thresh": 0.0, "max_num_objects": CONCEPT_OBJECTS,
+                   "hotstart_delay": 0}
+CONCEPT_TEXT = "a blue disc"
 
 
 def _mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def _concept_row(bundle, exe, clip, frames, threads, seed, checkpoint, tmp):
+    from sam3_tvm.bundle.writer import load_manifest
+    from sam3_tvm.tools.concept_reference import build_concept_model, run_concept
+    from sam3_tvm.tools.video_parity import run_cpp
+
+    man_cfg = load_manifest(bundle)
+    actions = [{"op": "add_prompt", "frame": 0, "text": CONCEPT_TEXT}, {"op": "propagate", "direction": "forward"}]
+    extra = []
+    for k, v in CONCEPT_OPTIONS.items():
+        extra += ["--set", f"{k}={v}"]
+    out = os.path.join(tmp, "concept")
+    os.makedirs(out)
+    with step(f"C++ runtime, concept tracking, {frames} frames"):
+        _, cpp = run_cpp(exe, bundle, clip, actions, out, threads, extra)
+    with step("build the official concept-tracking model"):
+        model = build_concept_model(man_cfg["config"]["name"], seed=seed, checkpoint=checkpoint)
+    stamps = []
+    with step(f"PyTorch (official Sam3VideoInference), concept tracking, {frames} frames"):
+        t0 = time.time()
+        ref = run_concept(model, clip, actions, overrides=CONCEPT_OPTIONS, on_frame=lambda f: stamps.append(time.time()))
+    steps = [b - a for a, b in zip([t0] + stamps, stamps)]
+    tracked = max((len(o) for o in ref.frames.values()), default=0)
+    return {"cpp_frame_s": _mean(cpp["frame_seconds"][1:]), "torch_frame_s": _mean(steps[1:]),
+            "objects": tracked, "cpp": cpp, "torch_frame_seconds": steps}
+
+
 def bench_video(bundle: str, exe: str, frames: int = 3, objects=(1, 3), threads: int | None = None,
-                json_path: str | None = None, markdown_path: str | None = None) -> dict:
+                json_path: str | None = None, markdown_path: str | None = None, concept: bool = True) -> dict:
     import torch
 
     from sam3_tvm.bundle.writer import load_manifest
@@ -66,6 +96,9 @@ def bench_video(bundle: str, exe: str, frames: int = 3, objects=(1, 3), threads:
                        "cpp_tracker_s": cpp_frame - encode, "torch_tracker_s": off_frame - off_backbone,
                        "cpp": cpp, "torch": official,
                        "parity": {k2: parity[k2] for k2 in ("passed", "min_iou", "max_score_diff")}}
+        if concept:
+            rows["concept"] = _concept_row(bundle, exe, clip, frames, threads, seed,
+                                           None if src.startswith("random(") else src, tmp)
     target = host_target()
     report = {"bundle": bundle, "config": man["config"]["name"], "frames": frames,
               "machine": {**_machine(threads), "mcpu": str(target.attrs.get("mcpu", ""))},
@@ -85,11 +118,18 @@ def _table(report: dict) -> list[str]:
     lines = ["| objects | C++ per frame | PyTorch per frame | speed-up | C++ tracker | PyTorch tracker | "
              "speed-up | parity (min IoU, max score diff) |", "|---|---|---|---|---|---|---|---|"]
     for k, r in report["rows"].items():
+        if k == "concept":
+            continue
         p = r["parity"]
         lines.append(f"| {k} | {r['cpp_frame_s']:.2f} s | {r['torch_frame_s']:.2f} s | "
                      f"{r['torch_frame_s'] / r['cpp_frame_s']:.2f}x | {r['cpp_tracker_s']:.2f} s | "
                      f"{r['torch_tracker_s']:.2f} s | {r['torch_tracker_s'] / r['cpp_tracker_s']:.2f}x | "
                      f"{'ok' if p['passed'] else 'FAIL'} ({p['min_iou']:.4f}, {p['max_score_diff']:.1e}) |")
+    c = report["rows"].get("concept")
+    if c:
+        lines.append(f"| concept: text prompt, {c['objects']} tracked | {c['cpp_frame_s']:.2f} s | "
+                     f"{c['torch_frame_s']:.2f} s | {c['torch_frame_s'] / c['cpp_frame_s']:.2f}x | | | | "
+                     "(parity: make test) |")
     return lines
 
 

@@ -62,8 +62,9 @@ def compare(result: dict, ref: dict) -> dict:
 
 
 def run_cpp(exe: str, bundle: str, video: str, actions: list[dict], out_dir: str,
-            threads: int | None = None) -> tuple[dict, dict]:
-    """Runs `sam3 track --actions`; returns (result.json, --verbose report)."""
+            threads: int | None = None, extra: list[str] | None = None) -> tuple[dict, dict]:
+    """Runs `sam3 track --actions` (plus `extra` arguments); returns (result.json, --verbose
+    report)."""
     path = os.path.join(out_dir, "actions.json")
     with open(path, "w") as f:
         json.dump(actions, f)
@@ -71,7 +72,7 @@ def run_cpp(exe: str, bundle: str, video: str, actions: list[dict], out_dir: str
     if threads:
         env["TVM_NUM_THREADS"] = str(threads)
     cmd = [exe, "track", "--bundle", bundle, "--video", video, "--actions", path,
-           "--out", os.path.join(out_dir, "cpp"), "--verbose"]
+           "--out", os.path.join(out_dir, "cpp"), "--verbose"] + list(extra or [])
     timer = ["/usr/bin/time", "-f", "maxrss_kb %M"] if os.path.isfile("/usr/bin/time") else []
     t0 = time.time()
     r = subprocess.run(timer + cmd, capture_output=True, text=True, env=env)
