@@ -67,7 +67,7 @@ int take_id(std::vector<std::string>& parts, const std::string& arg) {
 std::vector<Action> concept_actions_from_flags(const TrackArgs& a) {
   if (!a.points.empty() || !a.masks.empty())
     throw Error("--point and --mask track given objects; --text/--exemplar find a concept: give one or the other "
-                "(refinement clicks on concept objects are not supported yet)");
+                "(refinement clicks on concept objects: an --actions file, after a propagation)");
   std::vector<std::string> boxes = a.exemplars;
   boxes.insert(boxes.end(), a.boxes.begin(), a.boxes.end());
   if (boxes.size() > 1)
@@ -159,8 +159,8 @@ std::vector<Action> actions_from_file(const std::string& path) {
       Action a{s.at("op").get<std::string>()};
       a.frame = s.value("frame", 0);
       a.obj_id = s.value("obj_id", 1);
-      if (a.op != "remove_object" && (a.obj_id < 1 || a.obj_id > 255)) throw Error("object ids are 1..255");
-      if (a.obj_id < 0) throw Error("object ids are >= 0");
+      // 1..255 (the pixel values of masks/*.png); concept objects are numbered from 0
+      if (a.obj_id < 0 || a.obj_id > 255) throw Error("object ids are 0..255");
       if (a.op == "add_points") {
         const auto pts = s.value("points", std::vector<std::vector<float>>{});
         const auto labels = s.value("labels", std::vector<int>(pts.size(), 1));
@@ -429,10 +429,11 @@ int run_track(const TrackArgs& a) {
       concept = x.text;
       store(session.add_prompt(x.frame, VideoConceptPrompt{x.text, x.box}));
     } else if (x.op == "add_points") {
-      if (concept) throw Error("refinement clicks on concept objects are not supported yet");
+      if (!concept && x.obj_id < 1) throw Error("object ids of clicked objects are 1..255");
       session.add_points(x.frame, x.obj_id, x.points, x.box);
       removed.erase(x.obj_id);
     } else if (x.op == "add_mask") {
+      if (x.obj_id < 1) throw Error("object ids of clicked objects are 1..255");
       session.add_mask(x.frame, x.obj_id, read_mask(x.mask));
       removed.erase(x.obj_id);
     } else if (x.op == "propagate") {

@@ -127,7 +127,7 @@ int run_concept(const char* bundle, const std::string& frames_dir, const std::st
   };
   for (const json& a : actions) {
     const std::string op = a.at("op");
-    if (op == "add_prompt") {
+    if (op == "add_prompt" && !a.contains("points")) {
       sam3::video::ConceptPromptSpec spec;
       spec.text = a.value("text", std::string());
       if (a.contains("boxes") && !a.at("boxes").empty()) {
@@ -140,6 +140,18 @@ int run_concept(const char* bundle, const std::string& frames_dir, const std::st
       final_out.clear();
       removed.clear();
       record(ct.add_prompt(a.at("frame"), spec));
+    } else if (op == "add_points" || (op == "add_prompt" && a.contains("points"))) {
+      sam3::video::PointInputs pts;
+      const auto labels = a.value("labels", std::vector<int>(a.at("points").size(), 1));
+      std::size_t i = 0;
+      const float S = static_cast<float>(m.image_size);
+      for (const auto& p : a.at("points")) {  // video pixels -> input pixels, as VideoSession
+        pts.coords.push_back(p[0].get<float>() / W * S);
+        pts.coords.push_back(p[1].get<float>() / H * S);
+        pts.labels.push_back(labels.at(i++) ? 1 : 0);
+      }
+      record(ct.add_points(a.at("frame"), a.at("obj_id"), pts));
+      removed.erase(a.at("obj_id").get<int>());
     } else if (op == "propagate") {
       sam3::PropagateOptions o;
       const std::string d = a.value("direction", std::string("both"));

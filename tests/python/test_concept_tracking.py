@@ -66,8 +66,10 @@ def run_probe(bundle, clip, actions, oracle_path, tmp_path):
     return json.loads(r.stdout)
 
 
-def check_same(ref, got):
-    """Per-frame decisions and outputs equal (module docstring)."""
+def check_same(ref, got, loose_masks=0):
+    """Per-frame decisions and outputs equal (module docstring). `loose_masks`: how many
+    (frame, object) masks may have IoU down to 0.98 instead of 0.999 (objects the random
+    tracker follows: see "refine_clicks")."""
     ref_trace = [{k: t[k] for k in TRACE_KEYS} for t in ref.trace]
     got_trace = []
     for t in got["trace"]:
@@ -90,6 +92,9 @@ def check_same(ref, got):
             ref_m = o["mask"]
             union = (m | ref_m).sum()
             iou = 1.0 if union == 0 else (m & ref_m).sum() / union
+            if iou < 0.999 and iou >= 0.98 and loose_masks > 0:
+                loose_masks -= 1
+                continue
             assert iou >= 0.999, f"frame {f} object {oid}: mask IoU {iou}"
 
 
@@ -124,6 +129,21 @@ SCENARIOS = {
                              "masklet_confirmation_enable": 1, "suppress_unmatched_only_within_hotstart": 0,
                              "init_trk_keep_alive": 3, "max_trk_keep_alive": 3,
                              "recondition_every_nth_frame": 5}),
+    # refinement: clicks on a tracked object (its detector conditioning frames within 16
+    # frames are cleared) and on a new id, then partial propagations of their states both
+    # ways from the clicked frame, then a fetch. The partial propagation is the real
+    # (random-weight) tracker, whose logits are flat: about 450 of the 96x96 logits of the
+    # new object lie within 1e-3 of 0 on every frame (4e-9 the smallest), so float
+    # rounding may flip a pixel and, through hole filling, a few more; one mask may be
+    # 0.98 (seen: 1394 vs 1377 pixels on one frame, every other mask equal)
+    "refine_clicks": dict(loose_masks=1,
+        actions=[{"op": "add_prompt", "frame": 0, "text": "shape"},
+                 {"op": "propagate", "direction": "forward"},
+                 {"op": "add_points", "frame": 10, "obj_id": 0, "points": [[60, 120], [120, 40]], "labels": [1, 0]},
+                 {"op": "add_points", "frame": 10, "obj_id": 9, "points": [[250, 60]], "labels": [1]},
+                 {"op": "propagate", "direction": "both", "start": 10},
+                 {"op": "propagate", "direction": "forward"}],
+        truth=True),
 }
 
 
@@ -140,7 +160,7 @@ def test_host_logic_equals_official(tiny_bundle, clip, concept_model, tmp_path, 
     op = os.path.join(tmp_path, "oracle.json")
     write_oracle(op, oracle, truth, options)
     got = run_probe(tiny_bundle, clip, sc["actions"], op, str(tmp_path))
-    check_same(ref, got)
+    check_same(ref, got, sc.get("loose_masks", 0))
 
 
 # End to end: the real detector of the tiny bundle (random weights score about 0.3, so the

@@ -523,10 +523,12 @@ void ConceptTracker::propagate(const PropagateOptions& o,
     const int start = o.start >= 0 ? o.start : default_start();
     auto [type, ids] = parse_action_history();
     history_.push_back(Action{type, o.start, ids});
-    if (type == "propagation_partial")
-      throw Error("refinement clicks on concept-tracked objects are not supported yet");
     int end = 0;
     const std::vector<int> order = processing_order(start, o.max_frames, reverse, &end);
+    if (type == "propagation_partial") {
+      if (!propagate_partial(order, reverse, ids, on_frame)) return;
+      continue;
+    }
     if (type == "propagation_fetch") {
       for (int frame : order) {
         static const std::map<int64_t, PackedMask> none;
@@ -582,6 +584,97 @@ void ConceptTracker::propagate(const PropagateOptions& o,
     }
     for (auto& s : states_) s->release_except({});
   }
+}
+
+// The clicked objects' states alone, with their memories (run_mem_encoder); the other
+// objects keep their cached outputs. Returns false when on_frame stopped it.
+bool ConceptTracker::propagate_partial(const std::vector<int>& order, bool reverse, const std::vector<int>& obj_ids,
+                                       const std::function<bool(const VideoFrameResult&)>& on_frame) {
+  const int M = tracker_.mask_size();
+  std::vector<TrackerState*> sel;
+  for (auto& s : states_)
+    for (int id : obj_ids)
+      if (s->has_object(id)) {
+        sel.push_back(s.get());
+        break;
+      }
+  for (TrackerState* s : sel) s->propagate_in_video_preflight();
+  for (int frame : order) {
+    std::map<int64_t, PackedMask> masks;
+    if (cached_outputs_.count(frame)) masks = cached_outputs_.at(frame);
+    for (TrackerState* s : sel) {
+      StepOutput step = s->track_frame(frame, reverse, true);
+      for (std::size_t i = 0; i < step.obj_ids.size(); ++i) {
+        if (std::find(obj_ids.begin(), obj_ids.end(), step.obj_ids[i]) == obj_ids.end()) continue;
+        std::vector<float> low = step.outs[i]->pred_masks;
+        fill_holes_in_mask_scores(low.data(), M, M, cfg_.fill_hole_area);
+        // the official stores the refined object's score logit here (not its sigmoid)
+        tracker_score_frame_wise_[frame][step.obj_ids[i]] = step.outs[i]->object_score;
+        masks[step.obj_ids[i]] = pack(low);
+      }
+    }
+    for (TrackerState* s : sel) {
+      std::set<int> hold = s->memory_frames_for(reverse ? frame - 1 : frame + 1, reverse);
+      hold.insert(frame);
+      s->release_except(hold);
+    }
+    const std::set<int64_t> hidden = hot_.suppressed_obj_ids[frame];
+    cache_frame_outputs(frame, masks, hidden);
+    if (!on_frame(postprocess(frame, masks, obj_id_to_score_, tracker_score_frame_wise_[frame], hidden))) {
+      for (TrackerState* s : sel) s->release_except({});
+      return false;
+    }
+  }
+  for (TrackerState* s : sel) s->release_except({});
+  return true;
+}
+
+VideoFrameResult ConceptTracker::add_points(int frame, int obj_id, PointInputs points) {
+  auto cached = cached_outputs_.find(frame);
+  if (cached == cached_outputs_.end())
+    throw Error("frame " + std::to_string(frame) + " has no concept-tracking output yet: clicks refine "
+                "the results of a propagation over that frame (or of the prompt's frame)");
+  TrackerState* st = nullptr;
+  for (auto& s : states_)
+    if (s->has_object(obj_id)) st = s.get();
+  if (!st) {
+    const std::size_t n = global_obj_ids().size();
+    if (static_cast<int>(n) >= cfg_.max_num_objects)
+      throw Error("cannot add object " + std::to_string(obj_id) + ": already tracking " + std::to_string(n) +
+                  " objects (max_num_objects)");
+    states_.push_back(std::make_unique<TrackerState>(tracker_, num_frames_, width_, height_, features_, policy_, spill_));
+    st = states_.back().get();
+    max_obj_id_ = std::max<int64_t>(max_obj_id_, obj_id);
+    history_.push_back(Action{"add", frame, {obj_id}});
+  } else {
+    history_.push_back(Action{"refine", frame, {obj_id}});
+  }
+  // a clicked object counts as detected with certainty and is never hidden again
+  obj_id_to_score_[obj_id] = 1.f;
+  tracker_score_frame_wise_[frame][obj_id] = 1.f;
+  hot_.removed_obj_ids.erase(obj_id);
+  for (auto& kv : hot_.suppressed_obj_ids) kv.second.erase(obj_id);
+  for (std::size_t i = 0; i < confirmation_ids_.size(); ++i)
+    if (confirmation_ids_[i] == obj_id) {
+      confirmation_status_[i] = 1;
+      consecutive_det_num_[i] = cfg_.masklet_confirmation_consecutive_det_thresh;
+    }
+  st->add_new_points(frame, obj_id, std::move(points));
+  std::vector<std::vector<float>> logits = st->video_res_masks(frame);
+  const std::size_t k = static_cast<std::size_t>(
+      std::find(st->obj_ids().begin(), st->obj_ids().end(), obj_id) - st->obj_ids().begin());
+  std::vector<float>& mine = logits.at(k);
+  fill_holes_in_mask_scores(mine.data(), height_, width_, cfg_.fill_hole_area);
+  std::vector<uint8_t> binary(mine.size());
+  for (std::size_t i = 0; i < binary.size(); ++i) binary[i] = mine[i] > 0.f ? 1 : 0;
+  st->propagate_in_video_preflight();
+  st->clear_detector_cond_frames(obj_id, frame, cfg_.refinement_detector_cond_frame_removal_window);
+  std::map<int64_t, PackedMask> masks = cached->second;
+  masks[obj_id] = PackedMask{rle_encode(binary.data(), height_, width_)};
+  const std::set<int64_t> hidden = hot_.suppressed_obj_ids[frame];
+  cache_frame_outputs(frame, masks, hidden);
+  release_memory(frame + 1, false, frame);
+  return postprocess(frame, masks, obj_id_to_score_, tracker_score_frame_wise_[frame], hidden);
 }
 
 void ConceptTracker::remove_object(int obj_id) {

@@ -70,6 +70,11 @@ class ConceptTracker {
   void propagate(const PropagateOptions& options, const std::function<bool(const VideoFrameResult&)>& on_frame);
   int frames_to_track(const PropagateOptions& options) const;
 
+  // add_tracker_new_points: clicks on an object (a tracked id refines it, a new id adds
+  // one) on a frame that has outputs; the next propagation re-tracks the clicked objects'
+  // states only (propagation_partial). Returns the frame's result.
+  VideoFrameResult add_points(int frame, int obj_id, PointInputs points);
+
   void remove_object(int obj_id);  // throws for an unknown id
   std::vector<int> object_ids() const;
   bool has_outputs() const;
@@ -101,6 +106,8 @@ class ConceptTracker {
   std::pair<std::string, std::vector<int>> parse_action_history() const;
   std::vector<int64_t> global_obj_ids() const;
   void release_memory(int next_frame, bool reverse, int frame);
+  bool propagate_partial(const std::vector<int>& order, bool reverse, const std::vector<int>& obj_ids,
+                         const std::function<bool(const VideoFrameResult&)>& on_frame);
   PackedMask pack(const std::vector<float>& low_res) const;  // bilinear to video size, > 0
 
   const TrackerModel& tracker_;

@@ -35,6 +35,9 @@ Detections Detector::detect(const FrameFeatures& f, int frame, bool allow_new_de
                             const DetectorConfig& cfg) const {
   if (f.detector.size() != 3) throw Error("internal: the frame was encoded without the detector's features");
   if (text_.empty()) throw Error("internal: no concept prompt");
+  // no new detections allowed (a box-only prompt off its frame): the official shift of
+  // every prob by -1e8 leaves nothing, so the grounding head is skipped
+  if (!allow_new_detections) return Detections{};
   const int nb = manifest_.max_boxes, Q = manifest_.num_queries, M = manifest_.mask_size;
   std::vector<float> boxes(nb * 4, 0.f);
   std::vector<int64_t> labels(nb, 0);
@@ -67,7 +70,6 @@ Detections Detector::detect(const FrameFeatures& f, int frame, bool allow_new_de
       if (!keep[q]) probs[q] = sigmoid(joint_score_logit(logits[q], presence) - 1e4f);
   }
   Detections d;
-  if (!allow_new_detections) return d;  // every prob shifted by -1e8: nothing passes
   for (int q = 0; q < Q; ++q) {
     if (!(probs[q] > cfg.score_threshold_detection)) continue;
     const float* b = cxcywh + 4 * q;

@@ -1,6 +1,7 @@
 #include "video/tracker_state.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "sam3/error.h"
 #include "sam3/postprocess.h"
@@ -423,6 +424,16 @@ void TrackerState::remove_object(int obj_id) {
       add_output_per_object(kv.first, kv.second, cond);
     }
   }
+}
+
+void TrackerState::clear_detector_cond_frames(int obj_id, int refined_frame, int window) {
+  const int idx = obj_index_.at(obj_id);
+  std::vector<int> frames;
+  for (const auto& kv : mask_inputs_[idx])
+    if (!point_inputs_[idx].count(kv.first) && std::abs(kv.first - refined_frame) <= window) frames.push_back(kv.first);
+  const std::vector<int> ids = obj_ids_;
+  for (int f : frames)
+    for (int id : ids) clear_all_points_in_frame(f, id);
 }
 
 std::vector<std::vector<float>> TrackerState::video_res_masks(int frame) {

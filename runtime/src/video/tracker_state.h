@@ -56,6 +56,10 @@ class TrackerState {
   // Sam3VideoBase._tracker_update_memories writes them.
   void set_frame_memory(int frame, std::vector<std::vector<uint16_t>> memories);
   void remove_object(int obj_id);
+  // Sam3VideoInferenceWithInstanceInteractivity.clear_detector_added_cond_frame_in_tracker:
+  // the object's mask-only inputs (the detector's) within `window` frames of a refined
+  // frame stop being conditioning frames, for every object of the state.
+  void clear_detector_cond_frames(int obj_id, int refined_frame, int window);
   // The frame's masks of every object at video size (logits) after a prompt on it, as
   // add_new_points_or_box / add_new_mask return them.
   std::vector<std::vector<float>> video_res_masks(int frame);

@@ -75,8 +75,8 @@ struct VideoSession::Impl {
 
   void check_not_concept(const char* what) const {
     if (concept)
-      throw Error(std::string(what) + " on a concept-tracking session: refinement clicks on concept "
-                  "objects are not supported yet; reset() the session to track from clicks, boxes or masks");
+      throw Error(std::string(what) + " on a concept-tracking session: refine concept objects with clicks "
+                  "(add_points); reset() the session to track from masks");
   }
 
   static std::map<std::string, const detail::Component*> components(const Model::Impl& m) {
@@ -238,8 +238,10 @@ VideoFrameResult VideoSession::add_points(int frame, int obj_id, const std::vect
                                           const std::optional<Box>& box) {
   Impl& s = *impl_;
   s.check_frame(frame);
-  s.check_not_concept("add_points");
-  s.check_new_prompt(obj_id);
+  if (s.concept && box) throw Error("add_points on a concept-tracking session: clicks only (no box), as the "
+                                    "official video model takes them");
+  if (!s.concept) s.check_new_prompt(obj_id);
+  if (obj_id < 0) throw Error("object ids are >= 0");
   if (points.empty() && !box) throw Error("add_points: give at least one point or a box");
   const float W = static_cast<float>(s.w()), H = static_cast<float>(s.h());
   const float S = static_cast<float>(s.model.manifest.image_size);
@@ -258,6 +260,7 @@ VideoFrameResult VideoSession::add_points(int frame, int obj_id, const std::vect
     in.coords.insert(in.coords.end(), xy.begin(), xy.end());
     in.labels.push_back(p.positive ? 1 : 0);
   }
+  if (s.concept) return s.concept->add_points(frame, obj_id, std::move(in));
   TrackerState& st = s.state_for(obj_id);
   st.add_new_points(frame, obj_id, std::move(in));
   return s.prompt_result(frame, st);
