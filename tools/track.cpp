@@ -413,6 +413,7 @@ int run_track(const TrackArgs& a) {
   std::set<int> removed;
   std::optional<std::string> concept;  // the noun phrase while concept tracking
   std::vector<double> frame_seconds;  // per delivered frame (--verbose)
+  double prompt_seconds = 0;          // concept prompts (each runs a frame)
   auto store = [&](const VideoFrameResult& r) {
     auto& slot = frames[r.frame];
     slot.clear();
@@ -427,7 +428,9 @@ int run_track(const TrackArgs& a) {
       frames.clear();
       removed.clear();
       concept = x.text;
+      const auto t_prompt = std::chrono::steady_clock::now();
       store(session.add_prompt(x.frame, VideoConceptPrompt{x.text, x.box}));
+      prompt_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prompt).count();
     } else if (x.op == "add_points") {
       if (!concept && x.obj_id < 1) throw Error("object ids of clicked objects are 1..255");
       session.add_points(x.frame, x.obj_id, x.points, x.box);
@@ -479,6 +482,7 @@ int run_track(const TrackArgs& a) {
     std::fprintf(stderr, "  %-18s %8.1f ms\n", "load", load_s * 1e3);
     for (const auto& [stage, s] : session.timings())
       std::fprintf(stderr, "  %-18s %8.1f ms\n", stage.c_str(), s * 1e3);
+    std::fprintf(stderr, "prompt_seconds %.3f\n", prompt_seconds);
     std::fprintf(stderr, "frame_seconds");
     for (double v : frame_seconds) std::fprintf(stderr, " %.3f", v);
     std::fprintf(stderr, "\n");

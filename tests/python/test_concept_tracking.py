@@ -6,7 +6,11 @@ Host-logic parity: both sides get the same oracle detections (the clip's shapes,
 triangle no longer detected after frame 5) and, where said, the same oracle tracker (the
 tracker follows the shapes), so ids spawned, matched, unmatched, removed by hotstart,
 reconditioned (frame 16) and suppressed are decided from the same inputs; per frame the
-same ids and scores, boxes within 1 px and mask IoU >= 0.999."""
+same ids and scores, boxes within 1 px and mask IoU >= 0.999.
+
+End to end: `sam3 track --text` on the tiny bundle against the official model, with
+lowered thresholds (random weights), and with a confident detector (a synthesised
+checkpoint) at the official thresholds; bad input; the box-only prompt fix."""
 import json
 import os
 import subprocess
@@ -189,6 +193,14 @@ def test_cli_text_prompt_equals_official(tiny_bundle, clip, concept_model, tmp_p
     r = subprocess.run(args, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.load(open(os.path.join(out, "result.json")))
+    compare_cli(res, ref)
+    assert res["annotations"] and res["categories"][0]["name"] == "blue disc"
+    assert all(a["noun_phrase"] == "blue disc" for a in res["annotations"])
+
+
+def compare_cli(res, ref):
+    """sam3 track's result.json against the official run: per frame the same objects and
+    scores, masks equal (or at most 2 pixels apart), boxes within 1 px."""
     got = {}
     for o in res["objects"]:
         for f, seg in enumerate(o["segmentations"]):
@@ -210,8 +222,6 @@ def test_cli_text_prompt_equals_official(tiny_bundle, clip, concept_model, tmp_p
             # object-wise non-overlap step: equal when that step took nothing
             if m.sum() == o["mask"].sum():
                 np.testing.assert_allclose([x, y, x + bw, y + bh], o["box"], atol=1.0)
-    assert res["annotations"] and res["categories"][0]["name"] == "blue disc"
-    assert all(a["noun_phrase"] == "blue disc" for a in res["annotations"])
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -266,3 +276,59 @@ def test_box_only_prompt_keeps_its_objects(tiny_bundle, clip, concept_model, tmp
     assert sorted(o["id"] for o in res["objects"]) == sorted(spawned)
     assert all(o["segmentations"][14] is not None for o in res["objects"])
     assert res["categories"][0]["name"] == "visual"
+
+
+# End to end with a confident detector: random weights score about 0.3 and give empty
+# masks, so reconditioning (it needs a detection scoring >= 0.8 that overlaps its track,
+# IoU >= 0.8) and the official thresholds are never exercised. A checkpoint synthesised in
+# the official layout from the seeded tiny model with a few weights changed makes the
+# detector confident: the presence head's output bias +6 and the dot-product scoring's
+# projection biases 1 (every query scores about 0.99, still varied), the mask embedding's
+# last layer x0.1 with bias 1 (every mask covers the frame: NMS keeps one detection per
+# frame). The tracker keeps its random weights. With the official thresholds and the
+# prompt on frame 16, both ways: the propagation reconditions the object on frame 16, the
+# random tracker loses it and hotstart removes it, new objects spawn, forward and backward.
+def boost_detector(model):
+    import torch
+
+    with torch.no_grad():
+        model.transformer.decoder.presence_token_head.layers[2].bias.add_(6.0)
+        model.dot_prod_scoring.hs_proj.bias.fill_(1.0)
+        model.dot_prod_scoring.prompt_proj.bias.fill_(1.0)
+        last = model.segmentation_head.mask_predictor.mask_embed.layers[2]
+        last.weight.mul_(0.1)
+        last.bias.fill_(1.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def confident(tmp_path_factory):
+    from sam3_tvm.bundle.writer import compile_bundle
+    from sam3_tvm.model.builder import build_model
+    from sam3_tvm.model.checkpoint import synthesize_checkpoint
+
+    d = tmp_path_factory.mktemp("confident")
+    ckpt = str(d / "sam3.pt")
+    synthesize_checkpoint(boost_detector(build_model("tiny", seed=0)), ckpt)
+    compile_bundle("tiny", str(d / "bundle"), checkpoint=ckpt)
+    return ckpt, str(d / "bundle")
+
+
+def test_cli_confident_detector_equals_official(confident, clip, tmp_path):
+    from sam3_tvm.tools.concept_reference import build_concept_model, run_concept
+
+    from test_cli_parity import CLI
+
+    ckpt, bundle = confident
+    model = build_concept_model("tiny", seed=0, checkpoint=ckpt)
+    opts = {"max_num_objects": 3}
+    actions = [{"op": "add_prompt", "frame": 16, "text": "blue disc"}, {"op": "propagate", "direction": "both"}]
+    ref = run_concept(model, clip, actions, overrides=opts)
+    assert any(t["reconditioned"] for t in ref.trace if t["frame"] == 16)
+    assert any(t["removed"] for t in ref.trace if t["reverse"]) and any(t["spawned"] for t in ref.trace if t["reverse"])
+    assert min(s for t in ref.trace for s in t["scores"]) > 0.8
+    out = str(tmp_path / "out")
+    r = subprocess.run([CLI, "track", "--bundle", bundle, "--video", clip, "--text", "blue disc", "--start", "16",
+                        "--set", "max_num_objects=3", "--out", out], capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-2000:]
+    compare_cli(json.load(open(os.path.join(out, "result.json"))), ref)

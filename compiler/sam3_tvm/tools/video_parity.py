@@ -85,6 +85,8 @@ def run_cpp(exe: str, bundle: str, video: str, actions: list[dict], out_dir: str
         parts = line.split()
         if len(parts) >= 3 and parts[-1] == "ms":
             report["stages"][parts[0]] = float(parts[-2]) / 1e3
+        if parts[:1] == ["prompt_seconds"]:
+            report["prompt_seconds"] = float(parts[1])
         if parts[:1] == ["frame_seconds"]:
             report["frame_seconds"] = [float(v) for v in parts[1:]]
     with open(os.path.join(out_dir, "cpp", "result.json")) as f:

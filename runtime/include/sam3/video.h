@@ -100,7 +100,9 @@ class VideoSession {
   // Prompts on one frame for one object (a new id adds an object). Each call replaces the
   // object's earlier clicks on that frame, as the official predictor does; a box comes
   // first (labels 2, 3), then the points. Coordinates are video pixels. Returns the
-  // frame's masks after the prompt.
+  // frame's masks after the prompt. On a concept-tracking session (add_prompt) clicks
+  // (no box) refine a found object, or add one, on a frame that has outputs; the next
+  // propagate re-tracks the clicked objects only. add_mask is for click sessions only.
   VideoFrameResult add_points(int frame, int obj_id, const std::vector<Point>& points,
                               const std::optional<Box>& box = std::nullopt);
   VideoFrameResult add_box(int frame, int obj_id, const Box& box);

@@ -111,7 +111,17 @@ PackedMask ConceptTracker::pack(const std::vector<float>& low) const {
 }
 
 Detections ConceptTracker::detect(const FrameFeatures& f, int frame, bool allow) {
-  if (!hooks_.detections) return detector_.detect(f, frame, allow, cfg_);
+  if (!hooks_.detections) {
+    // a frame's detections depend on the frame and the prompt only: the official keeps
+    // them per frame (its detector buffer), so revisiting the prompt's frame at the start
+    // of a propagation does not run the grounding head again
+    if (!allow) return Detections{};
+    if (last_detections_frame_ != frame) {
+      last_detections_ = detector_.detect(f, frame, true, cfg_);
+      last_detections_frame_ = frame;
+    }
+    return last_detections_;
+  }
   const Detections raw = hooks_.detections(frame);
   const int M = tracker_.mask_size();
   const std::size_t plane = static_cast<std::size_t>(M) * M;
@@ -449,6 +459,7 @@ VideoFrameResult ConceptTracker::add_prompt(int frame, const ConceptPromptSpec& 
   prompt_ = prompt;
   has_prompt_ = true;
   detector_.set_prompt(prompt);
+  last_detections_frame_ = -1;
   phase_ = "add_prompt";
   ConceptOut out = run_single_frame(frame, false);
   release_memory(frame + 1, false, frame);

@@ -133,6 +133,8 @@ class ConceptTracker {
   std::vector<int64_t> confirmation_ids_;  // masklet confirmation, by obj_ids order
   std::vector<int> confirmation_status_, consecutive_det_num_;
   std::map<int64_t, int> binding_;  // truth oracle: obj id -> truth index
+  int last_detections_frame_ = -1;  // the last frame's detections (allowed), kept
+  Detections last_detections_;
   // per frame
   std::vector<uint8_t> has_outputs_;
   std::map<int, std::map<int64_t, PackedMask>> cached_outputs_;
