@@ -158,7 +158,12 @@ def write_markdown(report: dict, path: str) -> None:
              f"{report['frames']} frames of the synthetic 640x480 clip, a box per object on frame 0, "
              "forward; times per frame after the first (the tracker column: the frame minus its image "
              "encoding). One run per side, interleaved. Command: "
-             f"`{report['command']}`.", ""] + _table(report) + ["", END]
+             f"`{report['command']}`."]
+    c = report["rows"].get("concept")
+    if c:
+        lines[-1] += (f" Concept row: a text prompt on frame 0, then forward, official Sam3VideoInference "
+                      f"on the other side, same options ({c['options']}); (prompt + propagation) / frames.")
+    lines += [""] + _table(report) + ["", END]
     from sam3_tvm.tools.markdown import replace_block
 
     replace_block(path, BEGIN, END, "\n".join(lines), heading="## Video tracking")
