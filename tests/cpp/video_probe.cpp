@@ -37,6 +37,38 @@ namespace {
 
 using nlohmann::json;
 
+// A bundle's components, loaded as the runtime loads them.
+struct Bundle {
+  sam3::Manifest manifest;
+  sam3::SafeTensors weights;
+  std::map<std::string, std::unique_ptr<sam3::detail::Component>> comps;
+  std::map<std::string, double> timings;
+  sam3::Tokenizer tokenizer;
+  sam3::video::TrackerModel tracker;
+  sam3::video::Detector detector;
+
+  explicit Bundle(const std::string& dir)
+      : manifest(sam3::load_manifest(dir)), weights(manifest.path(manifest.weights_file)),
+        comps(load(manifest, weights)), tokenizer(manifest.path(manifest.vocab_file)),
+        tracker(manifest, pointers(comps), timings),
+        detector(manifest, *comps.at("text_encoder"), *comps.at("grounding_head"), tokenizer, timings) {}
+
+  static std::map<std::string, std::unique_ptr<sam3::detail::Component>> load(const sam3::Manifest& m,
+                                                                               const sam3::SafeTensors& w) {
+    std::map<std::string, std::unique_ptr<sam3::detail::Component>> c;
+    for (const char* name : {"image_encoder", "text_encoder", "grounding_head", "interactive_decoder",
+                             "memory_encoder", "memory_attention", "mask_downsample"})
+      c[name] = std::make_unique<sam3::detail::Component>(m, m.component(name), w);
+    return c;
+  }
+  static std::map<std::string, const sam3::detail::Component*> pointers(
+      const std::map<std::string, std::unique_ptr<sam3::detail::Component>>& c) {
+    std::map<std::string, const sam3::detail::Component*> p;
+    for (const auto& [name, comp] : c) p[name] = comp.get();
+    return p;
+  }
+};
+
 std::vector<float> logits(const std::string& bits) {
   std::vector<float> v(bits.size());
   for (std::size_t i = 0; i < bits.size(); ++i) v[i] = bits[i] == '1' ? 10.f : -10.f;
@@ -56,19 +88,11 @@ json trace_json(const sam3::video::FrameTrace& t) {
 
 int run_concept(const char* bundle, const std::string& frames_dir, const std::string& actions_path,
                 const char* oracle_path) {
-  const sam3::Manifest m = sam3::load_manifest(bundle);
-  sam3::SafeTensors weights(m.path(m.weights_file));
-  std::map<std::string, std::unique_ptr<sam3::detail::Component>> comps;
-  std::map<std::string, const sam3::detail::Component*> ptrs;
-  for (const char* name : {"image_encoder", "text_encoder", "grounding_head", "interactive_decoder",
-                           "memory_encoder", "memory_attention", "mask_downsample"}) {
-    comps[name] = std::make_unique<sam3::detail::Component>(m, m.component(name), weights);
-    ptrs[name] = comps[name].get();
-  }
-  std::map<std::string, double> timings;
-  sam3::Tokenizer tokenizer(m.path(m.vocab_file));
-  sam3::video::TrackerModel tracker(m, ptrs, timings);
-  sam3::video::Detector detector(m, *ptrs["text_encoder"], *ptrs["grounding_head"], tokenizer, timings);
+  Bundle b(bundle);
+  const sam3::Manifest& m = b.manifest;
+  sam3::video::TrackerModel& tracker = b.tracker;
+  sam3::video::Detector& detector = b.detector;
+  std::map<std::string, double>& timings = b.timings;
   auto reader = sam3::VideoReader::open(frames_dir);
   const int W = reader->width(), H = reader->height();
   json oracle = json::object();
@@ -191,19 +215,10 @@ int main(int argc, char** argv) {
     if (argc < 5 || std::string(argv[1]) != "detect")
       throw sam3::Error("usage: video_probe detect BUNDLE FRAME.png TEXT [cx cy w h label] [score nms]");
     sam3::detail::default_thread_count();
-    const sam3::Manifest m = sam3::load_manifest(argv[2]);
-    sam3::SafeTensors weights(m.path(m.weights_file));
-    std::map<std::string, std::unique_ptr<sam3::detail::Component>> comps;
-    std::map<std::string, const sam3::detail::Component*> ptrs;
-    for (const char* name : {"image_encoder", "text_encoder", "grounding_head", "interactive_decoder",
-                             "memory_encoder", "memory_attention", "mask_downsample"}) {
-      comps[name] = std::make_unique<sam3::detail::Component>(m, m.component(name), weights);
-      ptrs[name] = comps[name].get();
-    }
-    std::map<std::string, double> timings;
-    sam3::Tokenizer tokenizer(m.path(m.vocab_file));
-    sam3::video::TrackerModel tracker(m, ptrs, timings);
-    sam3::video::Detector detector(m, *ptrs["text_encoder"], *ptrs["grounding_head"], tokenizer, timings);
+    Bundle b(argv[2]);
+    const sam3::Manifest& m = b.manifest;
+    sam3::video::TrackerModel& tracker = b.tracker;
+    sam3::video::Detector& detector = b.detector;
     sam3::video::ConceptPromptSpec prompt;
     prompt.text = argv[4];
     int arg = 5;
