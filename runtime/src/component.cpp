@@ -1,5 +1,9 @@
 #include "component.h"
 
+#include <algorithm>
+
+#include <condition_variable>
+
 #include <dlfcn.h>
 
 #include <cstdlib>
@@ -57,6 +61,12 @@ size_t numel(const ffi::Tensor& t) {
 }
 
 void default_thread_count() {
+  // Every calling thread gets a TVM thread pool of its own, whose idle workers spin
+  // (300000 polls by default) before they sleep: with several threads calling one Model,
+  // the idle pools' spinning took the cores from the running one (tiny bundle, 2 cores:
+  // 2 threads at 0.48x the serial throughput). 1000 polls removes that and changes
+  // nothing measurable for one thread (full image encoder 40.3/40.7 s vs 39.9/41.0 s).
+  setenv("TVM_THREAD_POOL_SPIN_COUNT", "1000", 0);
   // TVM's thread pool sizes itself on first use from TVM_NUM_THREADS, else from half
   // the logical CPUs on x86 (it assumes SMT siblings): on this project's 2-vCPU
   // machines that is one thread and half the speed. Unless the user chose a count,
@@ -85,15 +95,7 @@ Component::Component(const Manifest& manifest, const ComponentSpec& spec, const 
   const std::string path = manifest.path(spec.library);
   try {
     lib_ = ffi::Module::LoadFromFile(path);
-    vm_ = (*lib_)->GetFunction("vm_load_executable").value()().cast<ffi::Module>();
-    // (device type, device id, allocator kind 2 = pooled) per device, as the Python VM
-    // does: the compute device, then the CPU as host device for a GPU
-    auto init = (*vm_)->GetFunction("vm_initialization").value();
-    if (device_.device_type == kDLCPU)
-      init(static_cast<int>(kDLCPU), 0, 2);
-    else
-      init(static_cast<int>(device_.device_type), device_.device_id, 2, static_cast<int>(kDLCPU), 0, 2);
-    main_ = (*vm_)->GetFunction(spec.function).value();
+    idle_.push_back(make_vm());  // the first VM now: a broken library fails at load
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
@@ -115,6 +117,73 @@ Component::Component(const Manifest& manifest, const ComponentSpec& spec, const 
     params_.push_back(to_device(tensor_from(v.shape, dtype_of(want), v.data), device_));
     weights.release(v);  // load peak: one copy of the weights, not the copy plus the mapping
   }
+}
+
+namespace {
+
+// How many component runs may execute at once in this process. Each calling thread has
+// its own TVM thread pool of TVM_NUM_THREADS workers (every logical CPU by default), and
+// pools that spin on the same cores slow each other down badly (tiny bundle, 2 cores,
+// 4 threads: 0.39x the serial throughput). So at most cores / TVM_NUM_THREADS runs go at
+// once (one by default: kernels already use every core; the host work around them still
+// overlaps); with TVM_NUM_THREADS=1 that is one run per core. SAM3_CONCURRENT_RUNS sets it.
+class RunSlots {
+ public:
+  static RunSlots& instance() {
+    static RunSlots slots;
+    return slots;
+  }
+  void acquire() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return used_ < limit_; });
+    ++used_;
+  }
+  void release() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --used_;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  RunSlots() {
+    auto env_int = [](const char* name) {
+      const char* v = std::getenv(name);
+      return v ? std::atoi(v) : 0;
+    };
+    const int cores = std::max(1u, std::thread::hardware_concurrency());
+    int tvm = env_int("TVM_NUM_THREADS");
+    if (tvm <= 0) tvm = env_int("OMP_NUM_THREADS");
+    if (tvm <= 0) tvm = cores;
+    limit_ = env_int("SAM3_CONCURRENT_RUNS");
+    if (limit_ <= 0) limit_ = std::max(1, cores / tvm);
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int used_ = 0, limit_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Component::Vm> Component::make_vm() const {
+  ffi::Module vm = (*lib_)->GetFunction("vm_load_executable").value()().cast<ffi::Module>();
+  // (device type, device id, allocator kind 2 = pooled) per device, as the Python VM
+  // does: the compute device, then the CPU as host device for a GPU
+  auto init = vm->GetFunction("vm_initialization").value();
+  if (device_.device_type == kDLCPU)
+    init(static_cast<int>(kDLCPU), 0, 2);
+  else
+    init(static_cast<int>(device_.device_type), device_.device_id, 2, static_cast<int>(kDLCPU), 0, 2);
+  auto main = vm->GetFunction(spec_.function);
+  if (!main) throw Error(spec_.library + " has no function " + spec_.function);
+  ++vms_;
+  return std::make_unique<Vm>(Vm{vm, *main});
+}
+
+std::size_t Component::vm_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return vms_;
 }
 
 std::vector<ffi::Tensor> Component::run(const std::vector<ffi::Tensor>& inputs) const {
@@ -145,9 +214,38 @@ std::vector<ffi::Tensor> Component::run(const std::vector<ffi::Tensor>& inputs) 
   args.reserve(inputs.size() + params_.size());
   for (const auto& t : on_device) args.emplace_back(t);
   for (const auto& t : params_) args.emplace_back(t);
+  // a VM of this call's own, back to the pool when the call ends (also on errors)
+  std::unique_ptr<Vm> vm;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_.empty()) {
+      vm = std::move(idle_.back());
+      idle_.pop_back();
+    } else {
+      try {
+        vm = make_vm();
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception& e) {
+        throw Error(spec_.name + ": cannot make another VM: " + e.what());
+      }
+    }
+  }
+  struct Return {
+    const Component& c;
+    std::unique_ptr<Vm>& vm;
+    ~Return() {
+      std::lock_guard<std::mutex> lock(c.mu_);
+      c.idle_.push_back(std::move(vm));
+    }
+  } give_back{*this, vm};
+  RunSlots::instance().acquire();
+  struct Slot {
+    ~Slot() { RunSlots::instance().release(); }
+  } slot;
   ffi::Any rv;
   try {
-    main_->CallPacked(args.data(), static_cast<int32_t>(args.size()), &rv);
+    vm->main.CallPacked(args.data(), static_cast<int32_t>(args.size()), &rv);
   } catch (const std::exception& e) {
     throw Error(spec_.name + " failed: " + e.what());
   }

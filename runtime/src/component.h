@@ -6,6 +6,8 @@
 #include <tvm/ffi/extra/module.h>
 #include <tvm/ffi/function.h>
 
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,6 +35,9 @@ void default_thread_count();
 // would otherwise add up.
 void release_pooled_memory();
 
+// Thread-safe: a Relax VM keeps per-call state (registers, frames), so each concurrent
+// run() takes a VM of its own from a small pool (created on demand, one per thread that
+// is running at once); the weights are shared, read only.
 class Component {
  public:
   // `device`: where the VM runs (parameters are copied there once, at load).
@@ -42,13 +47,22 @@ class Component {
   // Inputs may live on the host or the device; outputs are host tensors.
   std::vector<ffi::Tensor> run(const std::vector<ffi::Tensor>& inputs) const;
   const ComponentSpec& spec() const { return spec_; }
+  std::size_t vm_count() const;  // VMs made so far (the most calls that ran at once)
 
  private:
+  struct Vm {
+    ffi::Module module;
+    ffi::Function main;
+  };
+  std::unique_ptr<Vm> make_vm() const;
+
   ComponentSpec spec_;
   DLDevice device_;
-  std::optional<ffi::Module> lib_, vm_;  // lib_ must outlive vm_ and main_
-  std::optional<ffi::Function> main_;
+  std::optional<ffi::Module> lib_;  // must outlive every VM
   std::vector<ffi::Tensor> params_;
+  mutable std::mutex mu_;
+  mutable std::vector<std::unique_ptr<Vm>> idle_;
+  mutable std::size_t vms_ = 0;
 };
 
 }  // namespace sam3::detail

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <mutex>
 #include <map>
 #include <memory>
 #include <string>
@@ -52,6 +53,9 @@ class Timer {
       : out_(out), name_(std::move(name)), accumulate_(accumulate) {}
   ~Timer() {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    // calls on one Model may run in many threads (sam3.h); the stage table is shared
+    static std::mutex mu;
+    std::lock_guard<std::mutex> lock(mu);
     out_[name_] = accumulate_ ? out_[name_] + s : s;
   }
 
