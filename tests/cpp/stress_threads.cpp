@@ -4,7 +4,9 @@
 // calls is timed from one thread and from THREADS threads. Prints JSON; exits 1 on any
 // mismatch or error. Not installed.
 //
-//   stress_threads BUNDLE IMAGE THREADS CALLS_PER_THREAD
+//   stress_threads BUNDLE IMAGE THREADS CALLS_PER_THREAD [FRAMES_DIR]
+// With FRAMES_DIR every thread also runs its own VideoSession on the frames (a box on
+// frame 0, 4 frames forward), compared with a serial session.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +18,7 @@
 
 #include "sam3/image.h"
 #include "sam3/sam3.h"
+#include "sam3/video.h"
 
 namespace {
 
@@ -47,6 +50,17 @@ Result run(sam3::Model& model, const sam3::Image& img, int kind) {
   return r;
 }
 
+std::vector<std::vector<uint8_t>> track(sam3::Model& model, const std::string& frames) {
+  sam3::VideoSession v(model, frames);
+  v.add_box(0, 1, sam3::Box{v.width() * 0.2f, v.height() * 0.2f, v.width() * 0.6f, v.height() * 0.7f});
+  std::vector<std::vector<uint8_t>> masks;
+  v.propagate({sam3::Direction::Forward, 0, 3}, [&](const sam3::VideoFrameResult& r) {
+    for (const auto& o : r.objects) masks.push_back(o.mask);
+    return true;
+  });
+  return masks;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -54,8 +68,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: stress_threads BUNDLE IMAGE THREADS CALLS_PER_THREAD\n");
+  if (argc != 5 && argc != 6) {
+    std::fprintf(stderr, "usage: stress_threads BUNDLE IMAGE THREADS CALLS_PER_THREAD [FRAMES_DIR]\n");
     return 2;
   }
   try {
@@ -71,7 +85,11 @@ int main(int argc, char** argv) {
     for (int i = 0; i < threads * calls; ++i) run(model, img, i % kKinds);
     const double serial_s = seconds_since(t0);
 
-    std::atomic<int> mismatches{0}, errors{0};
+    const std::string frames = argc == 6 ? argv[5] : "";
+    std::vector<std::vector<uint8_t>> expected_track;
+    if (!frames.empty()) expected_track = track(model, frames);
+
+    std::atomic<int> mismatches{0}, errors{0}, video_mismatches{0};
     std::vector<std::string> messages(threads);
     t0 = std::chrono::steady_clock::now();
     std::vector<std::thread> pool;
@@ -82,6 +100,7 @@ int main(int argc, char** argv) {
             const int kind = (t + i) % kKinds;
             if (!(run(model, img, kind) == expected[kind])) ++mismatches;
           }
+          if (!frames.empty() && track(model, frames) != expected_track) ++video_mismatches;
         } catch (const std::exception& e) {
           ++errors;
           messages[t] = e.what();
@@ -90,10 +109,11 @@ int main(int argc, char** argv) {
     for (auto& th : pool) th.join();
     const double parallel_s = seconds_since(t0);
     nlohmann::json out = {{"threads", threads}, {"calls", threads * calls}, {"mismatches", mismatches.load()},
-                          {"errors", errors.load()}, {"serial_s", serial_s}, {"parallel_s", parallel_s},
+                          {"errors", errors.load()}, {"video_mismatches", video_mismatches.load()}, {"video_sessions", frames.empty() ? 0 : threads},
+                          {"serial_s", serial_s}, {"parallel_s", parallel_s},
                           {"tvm_threads", model.num_threads()}, {"messages", messages}};
     std::printf("%s\n", out.dump().c_str());
-    return mismatches || errors ? 1 : 0;
+    return mismatches || errors || video_mismatches ? 1 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "stress_threads: error: %s\n", e.what());
     return 1;

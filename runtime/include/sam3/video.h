@@ -12,7 +12,8 @@
 //
 // Frames are decoded when needed and never all held decoded; the session keeps the
 // tracker memory the official selection can still use (docs/video.md, "Memory").
-// Every failure throws sam3::Error. One session is used from one thread at a time.
+// Every failure throws sam3::Error. One session is used from one thread at a time;
+// independent sessions on one Model may run in parallel threads (tests/python/test_threads.py).
 #pragma once
 
 #include <array>
