@@ -1,8 +1,11 @@
 #include "outputs.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <unistd.h>
 
 #include "sam3/rle.h"
 
@@ -15,11 +18,54 @@ const unsigned char kPalette[8][3] = {{230, 25, 75}, {60, 180, 75},  {255, 225, 
 
 }  // namespace
 
+// the files of one result, into an existing folder
+void write_files(const std::string& out_dir, const Image& image, const std::vector<Instance>& instances,
+                 const nlohmann::json& prompt);
+
+void write_text_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  if (!f) throw Error("cannot write " + path + ": " + std::strerror(errno));
+  f << text;
+  f.close();
+  if (!f) throw Error("cannot write " + path + " (disk full or file too large?)");
+}
+
+void write_staged(const std::string& out_dir, const std::function<void(const std::string&)>& write) {
+  namespace fs = std::filesystem;
+  fs::path out(out_dir);
+  if (out.filename().empty()) out = out.parent_path();  // "dir/" -> "dir"
+  const fs::path staging = out.parent_path() / (out.filename().string() + ".partial-" + std::to_string(getpid()));
+  std::error_code ec;
+  try {
+    fs::remove_all(staging, ec);
+    fs::create_directories(staging, ec);
+    if (ec) throw Error("cannot create " + staging.string() + ": " + ec.message());
+    write(staging.string());
+    fs::create_directories(out, ec);
+    if (ec) throw Error("cannot create output directory " + out.string() + ": " + ec.message());
+    for (const auto& entry : fs::directory_iterator(staging)) {
+      const fs::path dst = out / entry.path().filename();
+      fs::remove_all(dst, ec);
+      fs::rename(entry.path(), dst, ec);
+      if (ec) throw Error("cannot move results into " + out.string() + ": " + ec.message());
+    }
+    fs::remove_all(staging, ec);
+  } catch (...) {
+    fs::remove_all(staging, ec);
+    throw;
+  }
+}
+
 std::string write_outputs(const std::string& out_dir, const Image& image,
                           const std::vector<Instance>& instances, const nlohmann::json& prompt) {
-  std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
-  if (ec) throw Error("cannot create output directory " + out_dir + ": " + ec.message());
+  write_staged(out_dir, [&](const std::string& dir) {
+    write_files(dir, image, instances, prompt);
+  });
+  return out_dir + "/result.json";
+}
+
+void write_files(const std::string& out_dir, const Image& image, const std::vector<Instance>& instances,
+                 const nlohmann::json& prompt) {
   std::vector<float> overlay(image.rgb.begin(), image.rgb.end());
   nlohmann::json list = nlohmann::json::array();
   for (size_t i = 0; i < instances.size(); ++i) {
@@ -52,11 +98,7 @@ std::string write_outputs(const std::string& out_dir, const Image& image,
   nlohmann::json result = {{"image", {{"width", image.width}, {"height", image.height}}},
                            {"prompt", prompt},
                            {"instances", list}};
-  const std::string path = out_dir + "/result.json";
-  std::ofstream f(path);
-  if (!f) throw Error("cannot write " + path);
-  f << result.dump(2) << "\n";
-  return path;
+  write_text_file(out_dir + "/result.json", result.dump(2) + "\n");
 }
 
 }  // namespace sam3::cli

@@ -1,4 +1,5 @@
 // sam3: segment images with a compiled SAM 3 bundle (no Python, no PyTorch).
+#include <csignal>
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -47,6 +48,9 @@ void print_timings(const sam3::Model& model, double load_s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // a write past `ulimit -f` then fails with EFBIG (one clear error, staging removed)
+  // instead of killing the process with SIGXFSZ and leaving a partial file
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"sam3: SAM 3 segmentation with a compiled TVM bundle"};
   app.require_subcommand(1);
 

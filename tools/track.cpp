@@ -12,6 +12,7 @@
 #include <set>
 
 #include "cli_util.h"
+#include "outputs.h"
 #include "sam3/rle.h"
 #include "sam3/sam3.h"
 #include "sam3/video.h"
@@ -336,21 +337,6 @@ void write_results(const fs::path& dir, const TrackArgs& a, VideoReader& reader,
   }
 }
 
-// Writes into a sibling staging folder and moves the results into place at the end, so a
-// failed run leaves nothing behind.
-void publish(const fs::path& staging, const fs::path& out) {
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) throw Error("cannot create output directory " + out.string() + ": " + ec.message());
-  for (const char* entry : {"result.json", "masks", "overlay"}) {
-    if (!fs::exists(staging / entry)) continue;
-    fs::remove_all(out / entry, ec);
-    fs::rename(staging / entry, out / entry, ec);
-    if (ec) throw Error("cannot move results into " + out.string() + ": " + ec.message());
-  }
-  fs::remove_all(staging, ec);
-}
-
 }  // namespace
 
 CLI::App* add_track_command(CLI::App& app, TrackArgs& a) {
@@ -465,16 +451,11 @@ int run_track(const TrackArgs& a) {
     for (const auto& kv : objs)
       if (!removed.count(kv.first)) ids.insert(kv.first);
   const fs::path out(a.out_dir);
-  const fs::path staging = out.parent_path() / (out.filename().string() + ".partial-" + std::to_string(getpid()));
-  try {
+  // a staging folder moved into place at the end: a failed run leaves nothing behind
+  write_staged(a.out_dir, [&](const std::string& dir) {
     auto reader = VideoReader::open(a.video);
-    write_results(staging, a, *reader, frames, ids, concept);
-    publish(staging, out);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(staging, ec);
-    throw;
-  }
+    write_results(dir, a, *reader, frames, ids, concept);
+  });
   std::printf("%zu object(s), %zu frame(s); wrote %s\n", ids.size(), frames.size(),
               (out / "result.json").string().c_str());
   if (a.verbose) {
