@@ -134,6 +134,35 @@ TEST(Manifest, MissingWeights) {
   EXPECT_NE(error_of(d).find("weights.safetensors"), std::string::npos);
 }
 
+TEST(Manifest, AbsoluteLibraryPathIsRefused) {
+  auto d = make_bundle(replace(kManifest, "\"library\": \"text_encoder.so\"", "\"library\": \"/bin/true\""));
+  EXPECT_NE(error_of(d).find("is not a path inside the bundle"), std::string::npos) << error_of(d);
+}
+
+TEST(Manifest, DotDotWeightsPathIsRefused) {
+  auto d = make_bundle(replace(kManifest, "\"weights\": \"weights.safetensors\"",
+                               "\"weights\": \"../weights.safetensors\""));
+  EXPECT_NE(error_of(d).find("the weights file '../weights.safetensors' is not a path inside"), std::string::npos)
+      << error_of(d);
+}
+
+TEST(Manifest, SymlinkOutOfTheBundleIsRefused) {
+  auto outside = temp_dir();
+  write(outside + "/evil.so", "x");
+  auto d = make_bundle();
+  std::remove((d + "/text_encoder.so").c_str());
+  ASSERT_EQ(symlink((outside + "/evil.so").c_str(), (d + "/text_encoder.so").c_str()), 0);
+  EXPECT_NE(error_of(d).find("leads outside the bundle"), std::string::npos) << error_of(d);
+}
+
+TEST(Manifest, SymlinkInsideTheBundleIsFine) {
+  auto d = make_bundle();
+  write(d + "/real_vocab.gz", "x");
+  std::remove((d + "/vocab.txt.gz").c_str());
+  ASSERT_EQ(symlink("real_vocab.gz", (d + "/vocab.txt.gz").c_str()), 0);
+  EXPECT_EQ(error_of(d), "");
+}
+
 TEST(SafeTensors, ReadsTensorsAndRejectsCorruptFiles) {
   std::string d = temp_dir();
   std::string header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";

@@ -55,6 +55,10 @@ def test_verify_catches_wrong_weights(tiny_bundle, tmp_path):
     (lambda d, m: m["compiler"].__setitem__("tvm", "0.1"), "compiled with TVM 0.1"),
     (lambda d, m: os.remove(os.path.join(d, "text_encoder.so")), "bundle file missing"),
     (lambda d, m: os.remove(os.path.join(d, "weights.safetensors")), "bundle file missing"),
+    (lambda d, m: m["components"]["text_encoder"].__setitem__("library", "/bin/true"), "not a path inside"),
+    (lambda d, m: m.__setitem__("weights", "../weights.safetensors"), "not a path inside"),
+    (lambda d, m: (os.remove(os.path.join(d, "text_encoder.so")),
+                   os.symlink("/bin/true", os.path.join(d, "text_encoder.so"))), "leads outside the bundle"),
 ])
 def test_bad_bundles_are_refused(tiny_bundle, tmp_path, edit, message):
     d = str(tmp_path / "b")

@@ -164,6 +164,19 @@ def _tvm_version() -> str:
     return tvm.__version__
 
 
+def _check_confined(bundle: str, rel: str, what: str) -> None:
+    """A file the manifest names must lie inside the bundle (relative, no '..', and with
+    symlinks resolved still under it): a bundle is native code the process loads."""
+    parts = rel.replace("\\", "/").split("/") if isinstance(rel, str) else [".."]
+    if not rel or os.path.isabs(rel) or ".." in parts:
+        raise Sam3TvmError(f"bundle {bundle}: {what} {rel!r} is not a path inside the bundle "
+                           "(absolute or with '..'); refused")
+    root = os.path.realpath(bundle)
+    full = os.path.realpath(os.path.join(bundle, rel))
+    if os.path.commonpath([root, full]) != root:
+        raise Sam3TvmError(f"bundle {bundle}: {what} {rel!r} leads outside the bundle (to {full}); refused")
+
+
 def load_manifest(bundle: str) -> dict:
     """Read and validate a bundle's manifest (clear errors for every failure)."""
     path = os.path.join(bundle, MANIFEST)
@@ -184,6 +197,13 @@ def load_manifest(bundle: str) -> dict:
     if built_with != _tvm_version():
         raise Sam3TvmError(f"bundle was compiled with TVM {built_with}, this is TVM "
                            f"{_tvm_version()}; recompile the bundle")
+    named = [(f"the library of component {n}", e.get("library", "")) for n, e in manifest.get("components", {}).items()]
+    named += [(f"the objects of component {n}", e["objects"]) for n, e in manifest.get("components", {}).items()
+              if e.get("objects")]
+    named += [("the weights file", manifest.get("weights", WEIGHTS)),
+              ("the tokenizer vocabulary", manifest.get("tokenizer", {}).get("vocab", ""))]
+    for what, rel in named:
+        _check_confined(bundle, rel, what)
     for name, entry in manifest.get("components", {}).items():
         lib = os.path.join(bundle, entry["library"])
         if not os.path.isfile(lib) and entry.get("objects"):

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 #include <type_traits>
 #include <nlohmann/json.hpp>
@@ -114,6 +115,30 @@ DetectorConfig parse_detector(const nlohmann::json& t) {
   return c;
 }
 
+// A file the manifest names must lie inside the bundle: a relative path without "..",
+// and, with symlinks resolved, still under the bundle directory (a bundle is native code
+// the process loads; see docs/design.md, "Trust").
+void check_confined(const std::string& dir, const std::string& file, const std::string& what) {
+  namespace fs = std::filesystem;
+  const fs::path p(file);
+  bool bad = file.empty() || p.is_absolute() || p.has_root_name();
+  for (const auto& part : p) bad = bad || part == "..";
+  if (bad)
+    throw Error("bundle " + dir + ": " + what + " '" + file +
+                "' is not a path inside the bundle (absolute or with '..'); refused");
+  std::error_code ec;
+  const fs::path root = fs::canonical(dir, ec);
+  const fs::path full = fs::weakly_canonical(fs::path(dir) / p, ec);
+  if (ec) return;  // a missing file is reported by the caller
+  auto r = root.begin();
+  auto f = full.begin();
+  for (; r != root.end() && f != full.end() && *r == *f; ++r, ++f) {
+  }
+  if (r != root.end())
+    throw Error("bundle " + dir + ": " + what + " '" + file + "' leads outside the bundle (to " +
+                full.string() + "); refused");
+}
+
 }  // namespace
 
 const ComponentSpec& Manifest::component(const std::string& name) const {
@@ -195,6 +220,12 @@ Manifest load_manifest(const std::string& dir) {
   } catch (const std::exception& e) {
     throw Error("malformed " + path + ": " + e.what());
   }
+  for (const auto& [name, s] : m.components) {
+    check_confined(dir, s.library, "the library of component " + name);
+    if (!s.objects.empty()) check_confined(dir, s.objects, "the objects of component " + name);
+  }
+  check_confined(dir, m.weights_file, "the weights file");
+  check_confined(dir, m.vocab_file, "the tokenizer vocabulary");
   for (const auto& [name, s] : m.components) {
     if (!is_file(m.path(s.library)) && !s.objects.empty() && is_file(m.path(s.objects)))
       throw Error("bundle file missing: " + m.path(s.library) + " (component " + name +
