@@ -24,6 +24,13 @@ ffi::Tensor empty_tensor(const std::vector<int64_t>& shape, DLDataType dtype);
 ffi::Tensor tensor_from(const std::vector<int64_t>& shape, DLDataType dtype, const void* data);
 size_t numel(const ffi::Tensor& t);
 
+// The dtypes components take, and a float tensor's data (host tensors).
+inline constexpr DLDataType kF32{kDLFloat, 32, 1};
+inline constexpr DLDataType kI32{kDLInt, 32, 1};
+inline constexpr DLDataType kI64{kDLInt, 64, 1};
+inline constexpr DLDataType kBool{kDLBool, 8, 1};
+inline const float* fdata(const ffi::Tensor& t) { return static_cast<const float*>(t.data_ptr()); }
+
 // Makes libtvm_runtime's symbols available before any bundle library is loaded.
 void ensure_tvm_runtime();
 // TVM_NUM_THREADS = all logical CPUs unless TVM_NUM_THREADS/OMP_NUM_THREADS is set.

@@ -15,9 +15,14 @@ namespace sam3 {
 using detail::Component;
 using detail::ffi::Tensor;
 
+using detail::fdata;
+using detail::kBool;
+using detail::kF32;
+using detail::kI32;
+using detail::kI64;
+
 namespace {
 
-const float* fdata(const Tensor& t) { return static_cast<const float*>(t.data_ptr()); }
 
 }  // namespace
 
@@ -58,7 +63,7 @@ ImageState Model::encode(const Image& image) {
   state.height_ = image.height;
   state.impl_ = std::make_shared<ImageState::Impl>();
   detail::Timer t(impl_->timings, "image_encoder");
-  Tensor in = detail::tensor_from({1, 3, S, S}, DLDataType{kDLFloat, 32, 1}, pixels.data());
+  Tensor in = detail::tensor_from({1, 3, S, S}, kF32, pixels.data());
   // Once per image, before and after the encoder: the prompt components of the last
   // image must not hold their blocks while the encoder runs, nor the encoder its
   // blocks while the prompts run (each is ~1 GB). The prompts, run many times per
@@ -90,7 +95,7 @@ std::vector<Instance> Model::segment(const ImageState& image, const ConceptPromp
   {
     detail::Timer t(impl_->timings, "text_encoder");
     text = impl_->get("text_encoder").run(
-        {detail::tensor_from({1, m.context_length}, DLDataType{kDLInt, 64, 1}, ids.data())});
+        {detail::tensor_from({1, m.context_length}, kI64, ids.data())});
   }
   const int nb = m.max_boxes;
   std::vector<float> boxes(nb * 4, 0.f);
@@ -111,9 +116,9 @@ std::vector<Instance> Model::segment(const ImageState& image, const ConceptPromp
     detail::Timer t(impl_->timings, "grounding_head");
     out = impl_->get("grounding_head")
               .run({f[0], f[1], f[2], text[0], text[1],
-                    detail::tensor_from({nb, 1, 4}, DLDataType{kDLFloat, 32, 1}, boxes.data()),
-                    detail::tensor_from({nb, 1}, DLDataType{kDLInt, 64, 1}, labels.data()),
-                    detail::tensor_from({1, nb}, DLDataType{kDLBool, 8, 1}, pad.data())});
+                    detail::tensor_from({nb, 1, 4}, kF32, boxes.data()),
+                    detail::tensor_from({nb, 1}, kI64, labels.data()),
+                    detail::tensor_from({1, nb}, kBool, pad.data())});
   }
   detail::Timer t(impl_->timings, "postprocess");
   auto dets = select_detections(fdata(out[0]), fdata(out[1]), fdata(out[2])[0], fdata(out[3]),
@@ -170,11 +175,11 @@ std::vector<Instance> Model::segment_interactive(const ImageState& image,
     detail::Timer t(impl_->timings, "interactive_decoder");
     out = impl_->get("interactive_decoder")
               .run({f[5], f[3], f[4],
-                    detail::tensor_from({1, n, 2}, DLDataType{kDLFloat, 32, 1}, coords.data()),
-                    detail::tensor_from({1, n}, DLDataType{kDLInt, 32, 1}, labels.data()),
-                    detail::tensor_from({1, 1, M, M}, DLDataType{kDLFloat, 32, 1}, mask_in.data()),
-                    detail::tensor_from({1}, DLDataType{kDLFloat, 32, 1}, &has_mask),
-                    detail::tensor_from({1}, DLDataType{kDLFloat, 32, 1}, &add_no_mem_embed)});
+                    detail::tensor_from({1, n, 2}, kF32, coords.data()),
+                    detail::tensor_from({1, n}, kI32, labels.data()),
+                    detail::tensor_from({1, 1, M, M}, kF32, mask_in.data()),
+                    detail::tensor_from({1}, kF32, &has_mask),
+                    detail::tensor_from({1}, kF32, &add_no_mem_embed)});
   }
   detail::Timer t(impl_->timings, "postprocess");
   InteractiveResult r = best_interactive_mask(fdata(out[0]), fdata(out[1]), M, H, W,

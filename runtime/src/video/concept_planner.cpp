@@ -8,17 +8,6 @@ namespace {
 
 constexpr float kHighConf = 0.8f, kHighIou = 0.8f;  // _associate_det_trk's constants
 
-// perflib.masks_ops.mask_iou of two logit planes (> 0): intersection / max(union, 1)
-float mask_iou(const float* a, const float* b, std::size_t plane) {
-  int64_t inter = 0, uni = 0;
-  for (std::size_t p = 0; p < plane; ++p) {
-    const bool x = a[p] > 0.0f, y = b[p] > 0.0f;
-    inter += x && y;
-    uni += x || y;
-  }
-  return static_cast<float>(inter) / static_cast<float>(std::max<int64_t>(uni, 1));
-}
-
 bool nonempty(const float* m, std::size_t plane) {
   for (std::size_t p = 0; p < plane; ++p)
     if (m[p] > 0.0f) return true;
@@ -33,6 +22,16 @@ bool within_hotstart(const HotstartState& s, int64_t obj, int diff, bool reverse
 }
 
 }  // namespace
+
+float mask_iou(const float* a, const float* b, std::size_t plane) {
+  int64_t inter = 0, uni = 0;
+  for (std::size_t p = 0; p < plane; ++p) {
+    const bool x = a[p] > 0.0f, y = b[p] > 0.0f;
+    inter += x && y;
+    uni += x || y;
+  }
+  return static_cast<float>(inter) / static_cast<float>(std::max<int64_t>(uni, 1));
+}
 
 Association associate_det_trk(const std::vector<const float*>& det_masks, const std::vector<float>& det_scores,
                               const std::vector<const float*>& trk_masks, const std::vector<int64_t>& trk_ids,

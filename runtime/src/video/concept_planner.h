@@ -23,6 +23,9 @@ struct PlannerConfig {
   bool decrease_trk_keep_alive_for_empty_masklets = false;
 };
 
+// perflib.masks_ops.mask_iou of two logit planes (> 0): intersection / max(union, 1)
+float mask_iou(const float* a, const float* b, std::size_t plane);
+
 struct Association {
   std::vector<int> new_det;                        // detection indices that start objects
   std::vector<int64_t> unmatched_trk, empty_trk;   // track ids (non-empty unmatched / empty)

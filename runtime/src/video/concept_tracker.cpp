@@ -37,19 +37,9 @@ bool any_positive(const std::vector<float>& v) {
   return std::any_of(v.begin(), v.end(), [](float x) { return x > 0.f; });
 }
 
-float mask_iou(const std::vector<float>& a, const std::vector<float>& b) {
-  int64_t inter = 0, uni = 0;
-  for (std::size_t p = 0; p < a.size(); ++p) {
-    const bool x = a[p] > 0.f, y = b[p] > 0.f;
-    inter += x && y;
-    uni += x || y;
-  }
-  return static_cast<float>(inter) / static_cast<float>(std::max<int64_t>(uni, 1));
-}
-
-// a detector mask (M*M logits) bilinear to size^2, > 0
-std::vector<uint8_t> binary_at(const std::vector<float>& low, int m, int size) {
-  const std::vector<float> up = resize_bilinear(low.data(), m, m, size, size);
+// low-res logits (m x m) bilinear to h x w, > 0
+std::vector<uint8_t> binary_at(const std::vector<float>& low, int m, int h, int w) {
+  const std::vector<float> up = resize_bilinear(low.data(), m, m, h, w);
   std::vector<uint8_t> b(up.size());
   for (std::size_t i = 0; i < up.size(); ++i) b[i] = up[i] > 0.f ? 1 : 0;
   return b;
@@ -103,10 +93,7 @@ bool ConceptTracker::has_outputs() const {
 }
 
 PackedMask ConceptTracker::pack(const std::vector<float>& low) const {
-  const int M = tracker_.mask_size();
-  const std::vector<float> up = resize_bilinear(low.data(), M, M, height_, width_);
-  std::vector<uint8_t> b(up.size());
-  for (std::size_t i = 0; i < up.size(); ++i) b[i] = up[i] > 0.f ? 1 : 0;
+  const std::vector<uint8_t> b = binary_at(low, tracker_.mask_size(), height_, width_);
   return PackedMask{rle_encode(b.data(), height_, width_)};
 }
 
@@ -251,7 +238,7 @@ ConceptTracker::ConceptOut ConceptTracker::run_single_frame(int frame, bool reve
     for (int64_t id : a.high_conf_order) {
       const std::size_t k = static_cast<std::size_t>(std::find(prev_ids.begin(), prev_ids.end(), id) - prev_ids.begin());
       if (!(trk_scores[k] > kReconditionMinLogit)) continue;
-      const std::vector<uint8_t> mask = binary_at(det.masks[a.trk_to_high_conf_det.at(id)], M, MI);
+      const std::vector<uint8_t> mask = binary_at(det.masks[a.trk_to_high_conf_det.at(id)], M, MI, MI);
       for (auto& s : states_) {
         if (!s->has_object(static_cast<int>(id))) continue;
         s->add_new_mask(frame, static_cast<int>(id), mask, MI, MI);
@@ -317,11 +304,12 @@ ConceptTracker::ConceptOut ConceptTracker::run_single_frame(int frame, bool reve
     if (hooks_.truth) truth = hooks_.truth(frame);
     for (std::size_t i = 0; i < new_ids.size(); ++i) {
       const std::vector<float>& dm = det.masks[new_det[i]];
-      s->add_new_mask(frame, static_cast<int>(new_ids[i]), binary_at(dm, M, MI), MI, MI);
+      s->add_new_mask(frame, static_cast<int>(new_ids[i]), binary_at(dm, M, MI, MI), MI, MI);
       int best = -1;
       float best_iou = 0.f;
       for (std::size_t t = 0; t < truth.size(); ++t) {
-        const float iou = mask_iou(dm, truth[t]);
+        if (truth[t].size() != dm.size()) throw Error("oracle: a truth mask is not the detections' size");
+        const float iou = mask_iou(dm.data(), truth[t].data(), dm.size());
         if (best < 0 || iou > best_iou) best = static_cast<int>(t), best_iou = iou;
       }
       if (best >= 0 && best_iou >= 0.5f) binding_[new_ids[i]] = best;

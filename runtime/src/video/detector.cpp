@@ -6,15 +6,11 @@
 
 namespace sam3 {
 namespace video {
-namespace {
-
-constexpr DLDataType kF32{kDLFloat, 32, 1};
-constexpr DLDataType kI64{kDLInt, 64, 1};
-constexpr DLDataType kBool{kDLBool, 8, 1};
-
-const float* fdata(const Tensor& t) { return static_cast<const float*>(t.data_ptr()); }
-
-}  // namespace
+using detail::fdata;
+using detail::kBool;
+using detail::kF32;
+using detail::kI32;
+using detail::kI64;
 
 Detector::Detector(const Manifest& manifest, const detail::Component& text_encoder,
                    const detail::Component& grounding_head, const Tokenizer& tokenizer,

@@ -9,13 +9,13 @@
 
 namespace sam3 {
 namespace video {
+using detail::fdata;
+using detail::kBool;
+using detail::kF32;
+using detail::kI32;
+using detail::kI64;
+
 namespace {
-
-constexpr DLDataType kF32{kDLFloat, 32, 1};
-constexpr DLDataType kI32{kDLInt, 32, 1};
-constexpr DLDataType kI64{kDLInt, 64, 1};
-
-const float* fdata(const Tensor& t) { return static_cast<const float*>(t.data_ptr()); }
 
 Tensor scalar(float v) { return detail::tensor_from({1}, kF32, &v); }
 
