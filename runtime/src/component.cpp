@@ -114,8 +114,9 @@ Component::Component(const Manifest& manifest, const ComponentSpec& spec, const 
     if (v.shape != spec.param_shapes[i])
       throw Error("weight " + name + " has shape " + shape_str(v.shape) + " but " + spec.library +
                   " was compiled for " + shape_str(spec.param_shapes[i]));
-    params_.push_back(to_device(tensor_from(v.shape, dtype_of(want), v.data), device_));
-    weights.release(v);  // load peak: one copy of the weights, not the copy plus the mapping
+    ffi::Tensor t = empty_tensor(v.shape, dtype_of(want));
+    weights.read(v, t.data_ptr());  // straight into the tensor: one copy of the weights at the peak
+    params_.push_back(to_device(std::move(t), device_));
   }
 }
 
