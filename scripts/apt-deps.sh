@@ -2,8 +2,9 @@
 # Install the Debian packages the build needs, only those not yet installed.
 set -eu
 pkgs=(g++ cmake make pkg-config python3-venv time
-      libpng-dev libjpeg-dev zlib1g-dev libutf8proc-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-      libavformat-dev libavcodec-dev libavutil-dev libswscale-dev ffmpeg)
+      libpng-dev libjpeg-dev zlib1g-dev libssl-dev libutf8proc-dev nlohmann-json3-dev libcli11-dev libgtest-dev
+      libavformat-dev libavcodec-dev libavutil-dev libswscale-dev ffmpeg
+      clang libclang-rt-dev)  # clang + compiler-rt: libFuzzer and the sanitizer runtimes
 need=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")

@@ -17,3 +17,20 @@ for tar in "${tars[@]}"; do
   rm -rf "$work"
   echo "linked $bundle/$name.dylib"
 done
+# The manifest records each library's SHA-256 (schema 3; the runtime checks it before
+# loading): add the hashes of the libraries linked here.
+python3 - "$bundle" <<'PY'
+import hashlib, json, os, sys
+bundle = sys.argv[1]
+path = os.path.join(bundle, "manifest.json")
+with open(path) as f:
+    manifest = json.load(f)
+for entry in manifest["components"].values():
+    lib = os.path.join(bundle, entry["library"])
+    if os.path.isfile(lib):
+        with open(lib, "rb") as f:
+            manifest["sha256"][entry["library"]] = hashlib.sha256(f.read()).hexdigest()
+with open(path + ".tmp", "w") as f:
+    json.dump(manifest, f, indent=2)
+os.replace(path + ".tmp", path)
+PY

@@ -32,6 +32,7 @@ Model::Model(const std::string& bundle_dir, const std::string& device)
   detail::default_thread_count();  // before TVM's thread pool exists
   impl_->manifest = load_manifest(bundle_dir);
   const Manifest& m = impl_->manifest;
+  check_bundle_files(m);  // before any file is opened: a corrupt library is never dlopen'ed
   detail::check_bundle_device(m.device, dev);
   detail::ensure_device_runtime(dev);
   if (dev.device_type == kDLCPU) detail::check_cpu_precision(m.precision);

@@ -59,6 +59,9 @@ def test_verify_catches_wrong_weights(tiny_bundle, tmp_path):
     (lambda d, m: m.__setitem__("weights", "../weights.safetensors"), "not a path inside"),
     (lambda d, m: (os.remove(os.path.join(d, "text_encoder.so")),
                    os.symlink("/bin/true", os.path.join(d, "text_encoder.so"))), "leads outside the bundle"),
+    (lambda d, m: open(os.path.join(d, "grounding_head.so"), "ab").write(b"\0"), "grounding_head.so is corrupt"),
+    (lambda d, m: m["sha256"].pop("weights.safetensors"), "no sha256 recorded for weights.safetensors"),
+    (lambda d, m: m.pop("sha256"), "no sha256 block"),
 ])
 def test_bad_bundles_are_refused(tiny_bundle, tmp_path, edit, message):
     d = str(tmp_path / "b")

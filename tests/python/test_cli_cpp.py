@@ -58,8 +58,47 @@ def _edit_manifest(fn):
     return edit
 
 
+def _rehash(edit):
+    """`edit`, then the manifest's hashes made to match, so the check behind them is reached."""
+    def both(d):
+        from sam3_tvm.bundle.writer import sha256_file
+        edit(d)
+        path = os.path.join(d, "manifest.json")
+        m = json.load(open(path))
+        m["sha256"] = {rel: sha256_file(os.path.join(d, rel)) for rel in m["sha256"]}
+        json.dump(m, open(path, "w"))
+    return both
+
+
+def _flip_byte(rel, at):
+    def edit(d):
+        with open(os.path.join(d, rel), "r+b") as f:
+            f.seek(at)
+            b = f.read(1)
+            f.seek(at)
+            f.write(bytes([b[0] ^ 1]))
+    return edit
+
+
+def _truncate(rel, keep):
+    def edit(d):
+        path = os.path.join(d, rel)
+        os.truncate(path, int(os.path.getsize(path) * keep))
+    return edit
+
+
 @pytest.mark.parametrize("edit,message", [
     (lambda d: os.remove(os.path.join(d, "grounding_head.so")), "bundle file missing"),
+    # hashes: a flipped byte, a library swapped for another, a cut-short weights file
+    (_flip_byte("text_encoder.so", 5000), "text_encoder.so is corrupt or was replaced"),
+    (_flip_byte("weights.safetensors", 100000), "weights.safetensors is corrupt or was replaced"),
+    (lambda d: shutil.copyfile(os.path.join(d, "memory_encoder.so"), os.path.join(d, "text_encoder.so")),
+     "text_encoder.so is corrupt or was replaced"),
+    (_truncate("weights.safetensors", 0.5), "weights.safetensors is corrupt or was replaced"),
+    (_edit_manifest(lambda m: m["sha256"].pop("image_encoder.so")), "no sha256 recorded for image_encoder.so"),
+    # behind matching hashes: the weights file's own checks
+    (_rehash(_truncate("weights.safetensors", 0.5)), "inconsistent offsets"),
+    (_rehash(lambda d: open(os.path.join(d, "weights.safetensors"), "wb").write(b"garbage!")), "corrupt header"),
     (lambda d: os.remove(os.path.join(d, "weights.safetensors")), "bundle file missing"),
     (lambda d: open(os.path.join(d, "weights.safetensors"), "wb").write(b"garbage!"), "weights"),
     (_edit_manifest(lambda m: m.__setitem__("schema_version", 1)), "schema version 1"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -149,6 +150,7 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
                       "start_token": 49406, "end_token": 49407, "pad_token": 0},
         "weights": WEIGHTS,
         "components": entries,
+        "sha256": {rel: sha256_file(os.path.join(out_dir, rel)) for rel in _named_files(entries)},
         "tracker": tracker_block(model),
         "detector": detector_block(),
         "compile_seconds": round(time.time() - t0, 1),
@@ -156,6 +158,24 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
     with open(os.path.join(out_dir, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=2)
     return manifest
+
+
+def sha256_file(path: str) -> str:
+    """Lowercase hex SHA-256 of a file (what the manifest's `sha256` block records)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _named_files(components: dict, weights: str = WEIGHTS, vocab: str = VOCAB) -> list[str]:
+    """Every file a manifest names and hashes: libraries (or, for Metal bundles built off
+    macOS, the objects to link; the link script adds the library's hash), weights, vocab."""
+    files = [weights, vocab]
+    for entry in components.values():
+        files.append(entry["objects"] if entry.get("objects") else entry["library"])
+    return files
 
 
 def _tvm_version() -> str:
@@ -177,8 +197,10 @@ def _check_confined(bundle: str, rel: str, what: str) -> None:
         raise Sam3TvmError(f"bundle {bundle}: {what} {rel!r} leads outside the bundle (to {full}); refused")
 
 
-def load_manifest(bundle: str) -> dict:
-    """Read and validate a bundle's manifest (clear errors for every failure)."""
+def load_manifest(bundle: str, check_hashes: bool = True) -> dict:
+    """Read and validate a bundle's manifest (clear errors for every failure). With
+    `check_hashes`, every file's SHA-256 is compared with the manifest's before anything
+    is loaded (a corrupt or swapped library is refused, never dlopen'ed)."""
     path = os.path.join(bundle, MANIFEST)
     if not os.path.isdir(bundle):
         raise Sam3TvmError(f"bundle directory not found: {bundle}")
@@ -214,4 +236,17 @@ def load_manifest(bundle: str) -> dict:
             raise Sam3TvmError(f"bundle file missing: {lib} (component {name})")
     if not os.path.isfile(os.path.join(bundle, manifest.get("weights", WEIGHTS))):
         raise Sam3TvmError(f"bundle file missing: {os.path.join(bundle, WEIGHTS)}")
+    digests = manifest.get("sha256")
+    if not isinstance(digests, dict):
+        raise Sam3TvmError(f"malformed {path}: no sha256 block")
+    named = [manifest.get("weights", WEIGHTS), manifest.get("tokenizer", {}).get("vocab", "")]
+    named += [e["library"] for e in manifest.get("components", {}).values()]
+    for rel in named:
+        if rel not in digests:
+            raise Sam3TvmError(f"malformed {path}: no sha256 recorded for {rel}")
+    for rel, digest in digests.items():
+        _check_confined(bundle, rel, "the hashed file")
+        if check_hashes and sha256_file(os.path.join(bundle, rel)) != digest:
+            raise Sam3TvmError(f"bundle file {os.path.join(bundle, rel)} is corrupt or was replaced: its "
+                               "SHA-256 differs from the one in manifest.json; copy or compile the bundle again")
     return manifest

@@ -8,7 +8,7 @@
 
 namespace sam3 {
 
-constexpr int kBundleSchemaVersion = 2;  // 2: video tracker components and `tracker`
+constexpr int kBundleSchemaVersion = 3;  // 2: video tracker components and `tracker`; 3: `sha256`
 
 struct TensorSpec {
   std::string name;
@@ -81,6 +81,9 @@ struct Manifest {
   std::map<std::string, ComponentSpec> components;
   TrackerConfig tracker;
   DetectorConfig detector;
+  // SHA-256 (lowercase hex) of every file the manifest names, keyed by its path in the
+  // bundle: libraries (and Metal objects), weights, vocabulary.
+  std::map<std::string, std::string> sha256;
 
   const ComponentSpec& component(const std::string& name) const;
   std::string path(const std::string& file) const { return dir + "/" + file; }
@@ -89,5 +92,15 @@ struct Manifest {
 // Reads <dir>/manifest.json; throws sam3::Error naming the problem (missing
 // directory or file, bad JSON, other schema version, missing component files).
 Manifest load_manifest(const std::string& dir);
+
+// Hashes every file listed in m.sha256 and compares: throws sam3::Error naming the first
+// file whose content differs ("corrupt or replaced"). Catches corruption (a flipped
+// byte, a truncated copy, a library swapped for another build), not malice: whoever can
+// write the bundle can write its manifest too (docs/design.md, "Trust"). The runtime calls
+// it before it opens any of the files.
+void check_bundle_files(const Manifest& m);
+
+// Lowercase hex SHA-256 of a file's bytes; throws sam3::Error if it cannot be read.
+std::string sha256_file(const std::string& path);
 
 }  // namespace sam3

@@ -215,6 +215,12 @@ Manifest load_manifest(const std::string& dir) {
     }
     m.tracker = parse_tracker(j.at("tracker"));
     m.detector = parse_detector(j.at("detector"));
+    for (const auto& [file, digest] : j.at("sha256").items()) {
+      std::string hex = digest.get<std::string>();
+      if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+        throw Error("malformed " + path + ": sha256 of " + file + " is not 64 lowercase hex digits");
+      m.sha256[file] = std::move(hex);
+    }
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
@@ -237,7 +243,20 @@ Manifest load_manifest(const std::string& dir) {
   for (const auto& f : {m.weights_file, m.vocab_file}) {
     if (!is_file(m.path(f))) throw Error("bundle file missing: " + m.path(f));
   }
+  std::vector<std::string> named = {m.weights_file, m.vocab_file};
+  for (const auto& [name, s] : m.components) named.push_back(s.library);
+  for (const auto& f : named)
+    if (!m.sha256.count(f)) throw Error("malformed " + path + ": no sha256 recorded for " + f);
+  for (const auto& [f, digest] : m.sha256) check_confined(dir, f, "the hashed file");
   return m;
+}
+
+void check_bundle_files(const Manifest& m) {
+  for (const auto& [file, digest] : m.sha256) {
+    if (sha256_file(m.path(file)) != digest)
+      throw Error("bundle file " + m.path(file) + " is corrupt or was replaced: its SHA-256 differs from "
+                  "the one in manifest.json; copy or compile the bundle again");
+  }
 }
 
 }  // namespace sam3
