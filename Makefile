@@ -12,7 +12,7 @@ BUILD := build
 CLI := $(BUILD)/sam3
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup cpp demo test verify-full verify-video-full bench inspect clean help
+.PHONY: all setup cpp fuzz-build demo test fuzz test-sanitize verify-full verify-video-full bench inspect clean help
 
 all: test
 
@@ -23,6 +23,7 @@ help:
 	@echo "make verify-video-full  full-size tracker modules and a 5-frame tracking run vs the official tracker (long)"
 	@echo "make bench        full-size benchmark, C++ runtime vs PyTorch (writes docs/performance.md; long)"
 	@echo "make inspect      op inventory / hard spots of the exported components"
+	@echo "make fuzz         libFuzzer campaign: each harness 1M executions or 10 min (FUZZ_RUNS, FUZZ_SECONDS)"
 
 # Python venv with exact pins (requirements.lock: every package, installed without
 # resolution so nothing unpinned, and no Triton, sneaks in).
@@ -41,6 +42,26 @@ cpp: $(STAMP)
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSAM3_WITH_TVM=ON -DSAM3_BUILD_TESTS=ON -DSAM3_PYTHON=$(abspath $(PY)) > $(BUILD).log
 	cmake --build $(BUILD) -j $(JOBS)
 
+# libFuzzer harnesses (tests/fuzz/): clang, ASan + UBSan over the TVM-free core
+FUZZ_BUILD := build-fuzz
+FUZZ_TARGETS := image tokenizer manifest safetensors rle frame_folder video
+FUZZ_RUNS ?= 1000000
+FUZZ_SECONDS ?= 600
+fuzz-build: $(STAMP)
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAM3_FUZZ=ON \
+	  -DSAM3_WITH_TVM=OFF -DSAM3_BUILD_TESTS=OFF > $(FUZZ_BUILD).log
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+# The campaign: new inputs collect in out/fuzz/<target>/corpus, a crash stops that target
+# and leaves out/fuzz/<target>/crash-* (keep it in tests/fuzz/corpus/<target> once fixed)
+fuzz: fuzz-build
+	@mkdir -p $(OUT)/fuzz; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz_$$t: $(FUZZ_RUNS) runs or $(FUZZ_SECONDS) s"; \
+	  tests/fuzz/run.sh $(FUZZ_BUILD)/tests/fuzz/fuzz_$$t tests/fuzz/corpus/$$t $(OUT)/fuzz/$$t \
+	    $(FUZZ_SECONDS) $(FUZZ_RUNS) > $(OUT)/fuzz/$$t.log 2>&1 || { tail -40 $(OUT)/fuzz/$$t.log; exit 1; }; \
+	  grep -E "^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)" $(OUT)/fuzz/$$t.log; \
+	done
+
 $(BUNDLES)/tiny/manifest.json: $(STAMP)
 	$(VENV)/bin/sam3-tvm compile --config tiny --out $(BUNDLES)/tiny
 
@@ -56,8 +77,9 @@ else
 	$(CLI) segment --bundle $(BUNDLES)/full-checkpoint --image assets/sample.png --point 160,200 --out $(OUT)/demo/point --verbose
 endif
 
-test: cpp
+test: cpp fuzz-build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	ctest --test-dir $(FUZZ_BUILD) --output-on-failure -j $(JOBS)
 	SAM3_CLI=$(abspath $(CLI)) $(PY) -m pytest tests/python $(PYTEST_ARGS)
 
 inspect: $(STAMP)
@@ -99,4 +121,4 @@ bench: cpp
 		--json docs/bench/video-full.json --markdown docs/performance.md
 
 clean:
-	rm -rf $(BUNDLES) $(OUT) $(BUILD) $(BUILD).log
+	rm -rf $(BUNDLES) $(OUT) $(BUILD) $(BUILD).log $(FUZZ_BUILD) $(FUZZ_BUILD).log
