@@ -81,6 +81,9 @@ std::vector<Instance> Model::segment(const ImageState& image, const ConceptPromp
   const int W = image.width(), H = image.height();
   bool blank = prompt.text.find_first_not_of(" \t\r\n") == std::string::npos;
   if (blank && prompt.boxes.empty()) throw Error("empty prompt: give text and/or exemplar boxes");
+  if (prompt.text.size() > kMaxTextBytes)
+    throw Error("the text prompt has " + std::to_string(prompt.text.size()) + " bytes; the limit is " +
+                std::to_string(kMaxTextBytes) + " (the model reads 30 tokens)");
   if (static_cast<int>(prompt.boxes.size()) > m.max_boxes)
     throw Error("at most " + std::to_string(m.max_boxes) + " exemplar boxes are supported, got " +
                 std::to_string(prompt.boxes.size()));

@@ -15,6 +15,7 @@
 
 #include "sam3/error.h"
 #include "sam3/image.h"
+#include "sam3/limits.h"
 #include "sam3/video_reader.h"
 
 namespace {
@@ -192,7 +193,22 @@ TEST(FolderReader, Errors) {
   expect_error([&] { r->frame(2); }, {"frame index 2 out of range"});
 }
 
+TEST(FolderReader, FrameCountLimit) {
+  // one file more than the limit (empty files: the listing refuses the folder before any
+  // frame is decoded)
+  TempDir many;
+  for (int i = 0; i <= sam3::kMaxVideoFrames; ++i) std::ofstream((many / (std::to_string(i) + ".png")).c_str());
+  expect_error([&] { sam3::VideoReader::open(many.str()); },
+               {"holds more than " + std::to_string(sam3::kMaxVideoFrames) + " frames (the limit)"});
+}
+
 // ------------------------------------------------------------ open()
+
+TEST(VideoReaderOpen, FramePixelLimit) {
+  expect_error([] { sam3::VideoReader::open(kVideo + "huge_frame.mkv"); },
+               {"huge_frame.mkv", "14000x13000", "more pixels than the limit"});
+}
+
 
 TEST(VideoReaderOpen, Errors) {
   expect_error([] { sam3::VideoReader::open("/nonexistent/clip.mp4"); },

@@ -20,9 +20,15 @@ def tiny_model():
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
-    """The tiny bundle, compiled once per test session."""
-    from sam3_tvm.bundle.writer import compile_bundle
+    """The tiny bundle (seed 0), compiled once per test session; SAM3_TEST_TINY_BUNDLE names
+    one already compiled by this compiler (make test-sanitize reuses bundles/tiny)."""
+    from sam3_tvm.bundle.writer import compile_bundle, load_manifest
 
+    given = os.environ.get("SAM3_TEST_TINY_BUNDLE")
+    if given:
+        man = load_manifest(given)
+        assert man["config"]["name"] == "tiny" and man["weights_source"] == "random(seed=0)", given
+        return given
     out = str(tmp_path_factory.mktemp("bundle") / "tiny")
     compile_bundle("tiny", out, seed=0)
     return out

@@ -18,6 +18,7 @@
 
 #include "sam3/error.h"
 #include "sam3/image.h"
+#include "sam3/limits.h"
 #include "sam3/manifest.h"
 
 namespace sam3 {

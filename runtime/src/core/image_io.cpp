@@ -20,14 +20,11 @@
 #include <jpeglib.h>
 
 #include "sam3/error.h"
+#include "sam3/limits.h"
 #include "sam3/image.h"
 
 namespace sam3 {
 namespace {
-
-// Pillow refuses images above this many pixels (Image.MAX_IMAGE_PIXELS * 2);
-// the same cap keeps a hostile header from requesting gigabytes.
-constexpr uint64_t kMaxPixels = 2ull * 89478485ull;
 
 constexpr size_t kMessageSize = 256;  // libpng error text buffer
 
@@ -37,8 +34,9 @@ constexpr size_t kMessageSize = 256;  // libpng error text buffer
 
 void check_size(const std::string& name, uint64_t width, uint64_t height) {
   if (width == 0 || height == 0) fail(name, "zero-size image");
-  if (width * height > kMaxPixels)
-    fail(name, "image too large (" + std::to_string(width) + "x" + std::to_string(height) + ")");
+  if (width * height > kMaxImagePixels)
+    fail(name, "image too large (" + std::to_string(width) + "x" + std::to_string(height) +
+                   " pixels; the limit is " + std::to_string(kMaxImagePixels) + ")");
 }
 
 std::vector<uint8_t> read_file(const std::string& path) {

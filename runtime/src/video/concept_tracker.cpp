@@ -72,6 +72,9 @@ ConceptTracker::ConceptTracker(const TrackerModel& tracker, Detector& detector, 
       width_(width), height_(height), features_(std::move(features)), policy_(policy), spill_(spill),
       timings_(timings), has_outputs_(num_frames, 0) {
   if (cfg_.max_num_objects <= 0) cfg_.max_num_objects = 10000;  // as the official constructor does
+  // the session's object limit (sam3/limits.h), applied the official way: the
+  // lowest-scoring new detections beyond it are dropped (_drop_new_det_with_obj_limit)
+  cfg_.max_num_objects = std::min(cfg_.max_num_objects, kMaxVideoObjects);
 }
 
 std::vector<int64_t> ConceptTracker::global_obj_ids() const {

@@ -29,6 +29,7 @@ extern "C" {
 
 #include "readers.h"
 #include "sam3/error.h"
+#include "sam3/limits.h"
 
 namespace sam3::video {
 namespace {
@@ -141,6 +142,11 @@ Container FfmpegReader::open_container() const {
   if (r == AVERROR_STREAM_NOT_FOUND) fail("has no video stream");
   if (r < 0) fail("no decoder for its video stream", r);
   c.stream = r;
+  const AVCodecParameters* par = fmt->streams[r]->codecpar;
+  if (static_cast<uint64_t>(std::max(par->width, 0)) * static_cast<uint64_t>(std::max(par->height, 0)) >
+      kMaxImagePixels)
+    fail("its frames are " + std::to_string(par->width) + "x" + std::to_string(par->height) +
+         ": more pixels than the limit (" + std::to_string(kMaxImagePixels) + ")");
   return c;
 }
 
@@ -161,6 +167,8 @@ void FfmpegReader::scan() {
     if (pkt->stream_index == c.stream && pkt->size > 0 && !(pkt->flags & AV_PKT_FLAG_DISCARD))
       pkts.push_back({pkt->pts, pkt->dts, (pkt->flags & AV_PKT_FLAG_KEY) != 0});
     av_packet_unref(pkt.get());
+    if (pkts.size() > static_cast<size_t>(kMaxVideoFrames))
+      fail("has more than " + std::to_string(kMaxVideoFrames) + " frames (the limit)");
   }
   count_ = static_cast<int>(pkts.size());
   if (count_ == 0) fail("has no video frames");
@@ -326,6 +334,9 @@ Image FfmpegReader::to_rgb(int index) {
   const auto src = static_cast<AVPixelFormat>(frame_->format);
   if (w <= 0 || h <= 0 || src == AV_PIX_FMT_NONE)
     fail("frame " + std::to_string(index) + " is empty");
+  if (static_cast<uint64_t>(w) * static_cast<uint64_t>(h) > kMaxImagePixels)
+    fail("frame " + std::to_string(index) + " is " + std::to_string(w) + "x" + std::to_string(h) +
+         ": more pixels than the limit (" + std::to_string(kMaxImagePixels) + ")");
   if (width_ > 0) check_frame_size(index, path_, w, h, width_, height_);
   const int flags = SWS_BILINEAR | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT | SWS_BITEXACT;
   sws_.reset(sws_getCachedContext(sws_.release(), w, h, src, w, h, AV_PIX_FMT_RGB24, flags,

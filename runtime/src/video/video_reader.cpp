@@ -12,6 +12,7 @@
 
 #include "readers.h"
 #include "sam3/error.h"
+#include "sam3/limits.h"
 
 namespace sam3 {
 
@@ -114,6 +115,9 @@ std::vector<std::string> frame_names(const std::string& dir) {
     if (!one_of(ext, kImageExts)) continue;
     if (!one_of(ext, kDecodable) && (undecodable.empty() || name < undecodable)) undecodable = name;
     names.push_back(name);
+    if (names.size() > static_cast<size_t>(kMaxVideoFrames))
+      throw Error("folder " + dir + " holds more than " + std::to_string(kMaxVideoFrames) +
+                  " frames (the limit)");
   }
   if (!undecodable.empty())
     throw Error("folder " + dir + " holds " + undecodable +

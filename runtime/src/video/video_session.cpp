@@ -121,6 +121,13 @@ struct VideoSession::Impl {
   void check_new_prompt(int obj_id) const {
     if (removed.count(obj_id))
       throw Error("object " + std::to_string(obj_id) + " was removed; prompt a new id instead");
+    size_t count = 0;
+    for (const auto& s : states) {
+      if (s->has_object(obj_id)) return;
+      count += s->obj_ids().size();
+    }
+    if (count >= static_cast<size_t>(kMaxVideoObjects))
+      throw Error("a session tracks at most " + std::to_string(kMaxVideoObjects) + " objects (the limit)");
   }
 
   // The state holding obj_id; else one that has not started tracking; else a new one
@@ -243,6 +250,9 @@ VideoFrameResult VideoSession::add_points(int frame, int obj_id, const std::vect
   if (!s.concept) s.check_new_prompt(obj_id);
   if (obj_id < 0) throw Error("object ids are >= 0");
   if (points.empty() && !box) throw Error("add_points: give at least one point or a box");
+  if (points.size() > static_cast<size_t>(kMaxVideoPoints))
+    throw Error("add_points: at most " + std::to_string(kMaxVideoPoints) + " points per call (the limit), got " +
+                std::to_string(points.size()));
   const float W = static_cast<float>(s.w()), H = static_cast<float>(s.h());
   const float S = static_cast<float>(s.model.manifest.image_size);
   // video pixels -> relative -> input pixels, as the predictor's rel_coordinates path
@@ -290,6 +300,9 @@ VideoFrameResult VideoSession::add_prompt(int frame, const VideoConceptPrompt& p
   const bool blank = prompt.text.find_first_not_of(" \t\r\n") == std::string::npos;
   if (blank && !prompt.text.empty()) throw Error("add_prompt: the text prompt is blank");
   if (blank && !prompt.box) throw Error("add_prompt: give a text, an exemplar box, or both");
+  if (prompt.text.size() > kMaxTextBytes)
+    throw Error("add_prompt: the text prompt has " + std::to_string(prompt.text.size()) + " bytes; the limit is " +
+                std::to_string(kMaxTextBytes) + " (the model reads 30 tokens)");
   video::ConceptPromptSpec spec;
   spec.text = prompt.text;
   if (prompt.box) {

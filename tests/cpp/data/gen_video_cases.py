@@ -32,6 +32,8 @@ needs the `ffmpeg` CLI (scripts/apt-deps.sh installs it; Debian 12's is FFmpeg
 * not_a_video.mp4: a text file with a video extension.
 * audio_only.mkv: 50 ms of a sine tone, no video stream.
 * with_bmp/: 0.png and 1.bmp, a folder the runtime cannot decode.
+* huge_frame.mkv: one black 14000x13000 grey FFV1 frame (182 Mpx, over the runtime's
+  pixel limit, sam3/limits.h; 9 KB on disk).
 """
 
 from __future__ import annotations
@@ -129,6 +131,9 @@ def main() -> None:
         f.write("This is a text file, not a video.\n")
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=8000", "-t", "0.05",
            "-c:a", "pcm_s16le", *BITEXACT, os.path.join(OUT, "audio_only.mkv"))
+
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=14000x13000:r=1", "-frames:v", "1", "-c:v", "ffv1",
+           "-pix_fmt", "gray", *BITEXACT, os.path.join(OUT, "huge_frame.mkv"))
 
     Image.fromarray(frame(0)[:4, :4]).save(os.path.join(OUT, "with_bmp", "0.png"), "PNG")
     Image.fromarray(frame(1)[:4, :4]).save(os.path.join(OUT, "with_bmp", "1.bmp"), "BMP")
