@@ -12,7 +12,7 @@ BUILD := build
 CLI := $(BUILD)/sam3
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup cpp fuzz-build demo test fuzz test-sanitize verify-full verify-video-full bench inspect clean help
+.PHONY: all setup cpp fuzz-build tiny-bundle demo test fuzz test-sanitize verify-full verify-video-full bench inspect clean help
 
 all: test
 
@@ -23,6 +23,7 @@ help:
 	@echo "make verify-video-full  full-size tracker modules and a 5-frame tracking run vs the official tracker (long)"
 	@echo "make bench        full-size benchmark, C++ runtime vs PyTorch (writes docs/performance.md; long)"
 	@echo "make inspect      op inventory / hard spots of the exported components"
+	@echo "make test-sanitize  ASan+UBSan build: ctest and the CLI end-to-end tests; TSan: the threads stress test"
 	@echo "make fuzz         libFuzzer campaign: each harness 1M executions or 10 min (FUZZ_RUNS, FUZZ_SECONDS)"
 
 # Python venv with exact pins (requirements.lock: every package, installed without
@@ -62,12 +63,13 @@ fuzz: fuzz-build
 	  grep -E "^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)" $(OUT)/fuzz/$$t.log; \
 	done
 
-$(BUNDLES)/tiny/manifest.json: $(STAMP)
-	$(VENV)/bin/sam3-tvm compile --config tiny --out $(BUNDLES)/tiny
+# the tiny bundle, recompiled when missing or written by another compiler / schema
+tiny-bundle: $(STAMP)
+	@$(call BUNDLE_OK,$(BUNDLES)/tiny) || $(VENV)/bin/sam3-tvm compile --config tiny --out $(BUNDLES)/tiny
 
 demo: cpp
 ifeq ($(CHECKPOINT),)
-	$(MAKE) $(BUNDLES)/tiny/manifest.json
+	$(MAKE) tiny-bundle
 	$(CLI) segment --bundle $(BUNDLES)/tiny --image assets/sample.png --text "a red square" --threshold 0.0 --out $(OUT)/demo/text --verbose
 	$(CLI) segment --bundle $(BUNDLES)/tiny --image assets/sample.png --point 160,200 --out $(OUT)/demo/point --verbose
 	@echo "random tiny weights: the masks are not meaningful; see $(OUT)/demo/*/overlay.png"
@@ -81,6 +83,36 @@ test: cpp fuzz-build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	ctest --test-dir $(FUZZ_BUILD) --output-on-failure -j $(JOBS)
 	SAM3_CLI=$(abspath $(CLI)) $(PY) -m pytest tests/python $(PYTEST_ARGS)
+
+# Sanitizers: the library, CLI and C++ tests built with ASan + UBSan, then ctest and the
+# end-to-end tests that drive the C++ binaries on the tiny bundle; then a TSan build of
+# the CLI and the threads stress test. Every report is a failure (reports are written
+# to out/sanitize/ too, so one cannot hide behind an expected non-zero exit). The TVM
+# runtime and the bundle libraries are prebuilt, so they are not instrumented
+# (tests/sanitize/tsan.supp says what that costs TSan).
+# install_find_package is left out: an uninstrumented consumer cannot load an ASan libsam3.
+SAN_DIR := $(abspath $(OUT))/sanitize
+SAN_PYTESTS := test_cli_cpp.py test_cli_parity.py test_video.py test_limits.py test_outputs_disk.py \
+  test_threads.py test_concept_steps.py test_concept_tracking.py
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:exitcode=86:log_path=$(SAN_DIR)/asan \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=87:log_path=$(SAN_DIR)/ubsan \
+  TSAN_OPTIONS=halt_on_error=1:history_size=4:exitcode=88:suppressions=$(abspath tests/sanitize/tsan.supp):log_path=$(SAN_DIR)/tsan \
+  SAM3_TEST_TINY_BUNDLE=$(abspath $(BUNDLES))/tiny
+test-sanitize: tiny-bundle
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAM3_WITH_TVM=ON -DSAM3_BUILD_TESTS=ON \
+	  -DSAM3_PYTHON=$(abspath $(PY)) -DSAM3_SANITIZE=address,undefined > build-asan.log
+	cmake --build build-asan -j $(JOBS)
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAM3_WITH_TVM=ON -DSAM3_BUILD_TESTS=ON \
+	  -DSAM3_PYTHON=$(abspath $(PY)) -DSAM3_SANITIZE=thread > build-tsan.log
+	cmake --build build-tsan -j $(JOBS) --target sam3_cli stress_threads
+	rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)
+	$(SAN_ENV) ctest --test-dir build-asan --output-on-failure -j $(JOBS) -E install_find_package
+	$(SAN_ENV) SAM3_CLI=$(abspath build-asan/sam3) $(PY) -m pytest $(addprefix tests/python/,$(SAN_PYTESTS)) $(PYTEST_ARGS)
+	# TVM's worker pool is prebuilt and its synchronisation invisible to TSan: kernels run on
+	# the calling threads (TVM_NUM_THREADS=1), so every thread TSan sees is one of ours
+	$(SAN_ENV) TVM_NUM_THREADS=1 SAM3_CLI=$(abspath build-tsan/sam3) $(PY) -m pytest tests/python/test_threads.py $(PYTEST_ARGS)
+	@if [ -n "$$(ls -A $(SAN_DIR))" ]; then echo "sanitizer reports in $(SAN_DIR):"; head -60 $(SAN_DIR)/*; exit 1; fi
+	@echo "sanitizers: no reports"
 
 inspect: $(STAMP)
 	$(VENV)/bin/sam3-tvm inspect --config tiny
@@ -121,4 +153,4 @@ bench: cpp
 		--json docs/bench/video-full.json --markdown docs/performance.md
 
 clean:
-	rm -rf $(BUNDLES) $(OUT) $(BUILD) $(BUILD).log $(FUZZ_BUILD) $(FUZZ_BUILD).log
+	rm -rf $(BUNDLES) $(OUT) $(BUILD) $(BUILD).log $(FUZZ_BUILD) $(FUZZ_BUILD).log build-asan build-asan.log build-tsan build-tsan.log

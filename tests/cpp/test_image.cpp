@@ -354,3 +354,31 @@ TEST(Resize, SameSizeIsIdentity) {
 }
 
 }  // namespace
+
+// A PNG whose header asks for 20000x10000 pixels (200 M, over sam3::kMaxImagePixels): refused
+// from the header, before any pixel buffer is allocated.
+TEST(ImageErrors, PixelLimit) {
+  auto be32 = [](std::vector<uint8_t>& b, uint32_t v) {
+    for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
+  };
+  std::vector<uint8_t> b = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  auto chunk = [&](const char* type, const std::vector<uint8_t>& data) {
+    be32(b, static_cast<uint32_t>(data.size()));
+    std::vector<uint8_t> body(type, type + 4);
+    body.insert(body.end(), data.begin(), data.end());
+    b.insert(b.end(), body.begin(), body.end());
+    be32(b, static_cast<uint32_t>(crc32(0, body.data(), static_cast<uInt>(body.size()))));
+  };
+  std::vector<uint8_t> ihdr;
+  be32(ihdr, 20000);
+  be32(ihdr, 10000);
+  ihdr.insert(ihdr.end(), {8, 2, 0, 0, 0});  // 8-bit RGB
+  chunk("IHDR", ihdr);
+  std::vector<uint8_t> raw(64, 0), z(128);
+  uLongf zn = z.size();
+  ASSERT_EQ(compress(z.data(), &zn, raw.data(), raw.size()), Z_OK);
+  z.resize(zn);
+  chunk("IDAT", z);  // libpng reads the header up to the first IDAT
+  chunk("IEND", {});
+  expect_load_error("huge.png", b, {"image too large (20000x10000 pixels; the limit is 178956970)"});
+}

@@ -37,11 +37,11 @@ def tiny_bundle(tmp_path_factory):
 @pytest.fixture(scope="session")
 def official():
     """The official Sam3Processor on the tiny seed-0 model (complex RoPE kept)."""
-    from sam3.model.sam3_image_processor import Sam3Processor
-
     from sam3_tvm.model.builder import build_model
 
-    model = build_model("tiny", seed=0)
+    model = build_model("tiny", seed=0)  # applies the CPU shims, which sam3's imports need
+    from sam3.model.sam3_image_processor import Sam3Processor
+
     proc = Sam3Processor(model, resolution=model.sam3_tvm_config.image_size, device="cpu",
                          confidence_threshold=0.0)
     return model, proc
