@@ -99,6 +99,8 @@ Manifest load_manifest(const std::string& dir);
 // write the bundle can write its manifest too (docs/design.md, "Trust"). The runtime calls
 // it before it opens any of the files.
 void check_bundle_files(const Manifest& m);
+// The same for one file of m.sha256 (its path in the bundle).
+void check_bundle_file(const Manifest& m, const std::string& file);
 
 // Lowercase hex SHA-256 of a file's bytes; throws sam3::Error if it cannot be read.
 std::string sha256_file(const std::string& path);

@@ -251,12 +251,16 @@ Manifest load_manifest(const std::string& dir) {
   return m;
 }
 
+void check_bundle_file(const Manifest& m, const std::string& file) {
+  auto it = m.sha256.find(file);
+  if (it == m.sha256.end()) throw Error("bundle " + m.dir + ": no sha256 recorded for " + file);
+  if (sha256_file(m.path(file)) != it->second)
+    throw Error("bundle file " + m.path(file) + " is corrupt or was replaced: its SHA-256 differs from "
+                "the one in manifest.json; copy or compile the bundle again");
+}
+
 void check_bundle_files(const Manifest& m) {
-  for (const auto& [file, digest] : m.sha256) {
-    if (sha256_file(m.path(file)) != digest)
-      throw Error("bundle file " + m.path(file) + " is corrupt or was replaced: its SHA-256 differs from "
-                  "the one in manifest.json; copy or compile the bundle again");
-  }
+  for (const auto& [file, digest] : m.sha256) check_bundle_file(m, file);
 }
 
 }  // namespace sam3
