@@ -1,8 +1,8 @@
 #include <chrono>
 #include <cmath>
+#include <future>
 #include <memory>
 
-#include <future>
 #include "device.h"
 #include "model_impl.h"
 #include "sam3/postprocess.h"
@@ -21,11 +21,6 @@ using detail::kBool;
 using detail::kF32;
 using detail::kI32;
 using detail::kI64;
-
-namespace {
-
-
-}  // namespace
 
 Model::Model(const std::string& bundle_dir, const std::string& device)
     : impl_(std::make_unique<Impl>()) {
