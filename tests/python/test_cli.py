@@ -58,3 +58,30 @@ def test_corrupt_image(tiny_bundle, tmp_path):
 def test_bundle_missing(tmp_path):
     r = sam3_tvm("verify", "--bundle", str(tmp_path / "nothing"))
     assert r.returncode == 1 and "bundle directory not found" in r.stderr
+
+
+def test_compile_output_goes_to_the_log(tmp_path):
+    """Python prints, warnings and native writes to fds 1 and 2 inside output_to_log land in
+    the log; only what is written to the yielded stream reaches the terminal."""
+    log = tmp_path / "compile.log"
+    code = (
+        "import os, sys, warnings\n"
+        "from sam3_tvm.progress import output_to_log\n"
+        f"with output_to_log({str(log)!r}) as shown:\n"
+        "    print('python stdout'); print('python stderr', file=sys.stderr)\n"
+        "    warnings.warn('a python warning')\n"
+        "    os.write(1, b'native stdout\\n'); os.write(2, b'native stderr\\n')\n"
+        "    print('for the user', file=shown)\n"
+        "print('after')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "for the user\n" and r.stdout == "after\n"
+    text = log.read_text()
+    for line in ("python stdout", "python stderr", "a python warning", "native stdout", "native stderr"):
+        assert line in text
+
+
+def test_compile_keeps_its_log_in_the_bundle(tiny_bundle):
+    """The tiny bundle's compile left TVM's warnings and the step lines in compile.log."""
+    text = open(os.path.join(tiny_bundle, "compile.log")).read()
+    assert "[sam3-tvm] compile image_encoder" in text and "Warning" in text

@@ -16,12 +16,13 @@ from sam3_tvm import __version__
 from sam3_tvm.model import components as C
 from sam3_tvm.lowering import targets
 from sam3_tvm.errors import Sam3TvmError
-from sam3_tvm.progress import step
+from sam3_tvm.progress import ComponentProgress, output_to_log, step
 from sam3_tvm.lowering.targets import TargetSpec
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 VOCAB = "bpe_simple_vocab_16e6.txt.gz"
+COMPILE_LOG = "compile.log"  # what TVM and torch printed while compiling (not hashed, not loaded)
 # GPU builds of these components compile with vectorisation off: TVM 0.27's CUDA
 # code generator emits `float2 v = make_ushort2(...)` (no conversion; nvcc
 # rejects it) for a vectorised select on the decoder's has_mask flag.
@@ -36,7 +37,8 @@ GPU_NO_VECTORIZE = {"interactive_decoder"}
 BF16_COMPONENTS = ("image_encoder", "text_encoder")
 
 
-def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetSpec | None = None):
+def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetSpec | None = None,
+                      stage=lambda what: None):
     """Import, optimise and build one component; write its library (`<name>.so`;
     Metal off macOS: `<name>.tar` of arm64 objects + `<name>.metal`, see
     docs/gpu.md). Returns its manifest entry and its weights."""
@@ -50,6 +52,7 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
     # fp16 (ToMixedPrecision rejects float64) and Metal (no float64): converters.py
     from sam3_tvm.frontend.importer import import_component
 
+    stage("import")
     mod, params, names = import_component(
         name, model, cfg, no_float64=spec.precision == "fp16" or spec.kind == "metal")
     if spec.precision == "bf16" and name in BF16_COMPONENTS:
@@ -57,13 +60,17 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
         from sam3_tvm.lowering.bf16 import bf16_linears
 
         mod = bf16_linears(mod)
+    stage("lift weights")
     mod, arrays, names = lift_params(name, mod, params, names)
+    stage("optimise")
     mod = pipeline.optimize(mod, target, precision=spec.precision)
     dims = C.symbolic_dims(name, cfg)
     dynamic = bool(dims)
     config = {"tirx.disable_vectorize": True} if spec.is_gpu and name in GPU_NO_VECTORIZE else {}
+    stage("build")
     with targets.cuda_compiler(spec, target), tvm.transform.PassContext(opt_level=3, config=config):
         ex = tvm.compile(mod, target=target, relax_pipeline=pipeline.build_pipeline(dynamic))
+    stage("export")
     lib = f"{name}.so"
     extra = {}
     if spec.kind == "metal" and sys.platform != "darwin":
@@ -104,12 +111,9 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
                    components: tuple[str, ...] = C.COMPONENTS, num_cores: int | None = None,
                    target: TargetSpec | None = None) -> dict:
     """Build the model, compile `components` for `target` (default: this CPU) and
-    write the bundle to `out_dir`."""
-    from safetensors.numpy import save_file
-
-    from sam3_tvm.model import rope
-    from sam3_tvm.model.builder import CONFIGS, bpe_vocab_path, build_model
-    from sam3_tvm.model.tracker_config import detector_block, tracker_block
+    write the bundle to `out_dir`: a bar per component and a summary on stderr, everything
+    the compilers print in `out_dir`/compile.log."""
+    from sam3_tvm.model.builder import CONFIGS
 
     if config not in CONFIGS:
         raise Sam3TvmError(f"unknown config {config!r}; choose one of {sorted(CONFIGS)}")
@@ -119,6 +123,32 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
     targets.check_toolchain(spec)
     _check_out_dir(out_dir)
     target = targets.tvm_target(spec)
+    log_path = os.path.join(out_dir, COMPILE_LOG)
+    open(log_path, "w").close()
+    # TVM, torch and sam3 print hundreds of warnings and info lines while compiling: they
+    # go to the bundle's compile.log; the terminal shows a bar per component and a summary
+    with output_to_log(log_path) as shown:
+        print(f"[sam3-tvm] compiling {config} for {spec.kind}, {spec.precision}; "
+              f"details in {log_path}", file=shown, flush=True)
+        try:
+            manifest, seconds, weights = _build_and_write(config, checkpoint, seed, components, spec,
+                                                          target, out_dir, shown)
+        except BaseException:
+            print(f"[sam3-tvm] failed; the full log is in {log_path}", file=shown, flush=True)
+            raise
+        _summary(shown, out_dir, manifest, seconds, weights)
+    return manifest
+
+
+def _build_and_write(config, checkpoint, seed, components, spec, target, out_dir, shown):
+    """compile_bundle's work, with the log already redirected: returns the manifest, the
+    seconds per component and the weights."""
+    from safetensors.numpy import save_file
+
+    from sam3_tvm.model import rope
+    from sam3_tvm.model.builder import bpe_vocab_path, build_model
+    from sam3_tvm.model.tracker_config import detector_block, tracker_block
+
     t0 = time.time()
     print(f"[sam3-tvm] target {spec.kind}" + (f" {','.join(spec.archs)}" if spec.archs else "")
           + f", {spec.precision}", file=sys.stderr, flush=True)
@@ -127,10 +157,13 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
         rope.realify(model)
     cfg = model.sam3_tvm_config
     entries, weights = {}, {}
+    seconds = {}
     for name in components:
+        bar = ComponentProgress(name, shown)
         with step(f"compile {name}"):
-            entries[name], w = compile_component(name, model, cfg, target, out_dir, spec)
+            entries[name], w = compile_component(name, model, cfg, target, out_dir, spec, bar.stage)
             weights.update(w)
+        seconds[name] = bar.done()
     with step(f"write {WEIGHTS} ({sum(v.nbytes for v in weights.values()) / 2**20:.1f} MiB)"):
         save_file({k: np.ascontiguousarray(v) for k, v in weights.items()},
                   os.path.join(out_dir, WEIGHTS))
@@ -157,7 +190,22 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
     }
     with open(os.path.join(out_dir, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=2)
-    return manifest
+    return manifest, seconds, weights
+
+
+def _summary(shown, out_dir: str, manifest: dict, seconds: dict, weights: dict) -> None:
+    """The table a person reads at the end of a compile."""
+    print(f"{'component':<22}{'seconds':>9}{'library MiB':>13}{'weights MiB':>13}", file=shown)
+    for name, entry in manifest["components"].items():
+        lib = os.path.join(out_dir, entry.get("objects") or entry["library"])
+        wmib = sum(weights[p].nbytes for p in entry["params"]) / 2**20
+        print(f"{name:<22}{seconds.get(name, 0):>9.1f}{os.path.getsize(lib) / 2**20:>13.1f}{wmib:>13.1f}",
+              file=shown)
+    with open(os.path.join(out_dir, COMPILE_LOG), errors="replace") as f:
+        text = f.read()
+    warnings = sum(text.count(w) for w in ("Warning", "WARNING", "warning:"))
+    print(f"total {manifest['compile_seconds']} s; {warnings} warning(s) and {text.count(chr(10))} lines of "
+          f"compiler output in {os.path.join(out_dir, COMPILE_LOG)}", file=shown, flush=True)
 
 
 def sha256_file(path: str) -> str:
