@@ -167,15 +167,37 @@ class RunSlots {
 
 }  // namespace
 
+namespace {
+
+// TVM's allocator kind for the VMs: 2 = pooled (the default, as the Python VM), 1 = naive
+// (every tensor malloc'ed and freed). SAM3_VM_ALLOCATOR=naive is for the sanitizer runs:
+// a freed tensor then really is freed, so ASan sees a read after free, and TSan sees the
+// free where it happens. With the pool a block goes back to TVM's (uninstrumented) pool
+// instead, and a VM keeps its last call's outputs (the VM's return register) until its next
+// call, possibly on another thread: the last reference is then dropped inside
+// libtvm_runtime, whose atomics TSan cannot see, and the block's next user looks racy.
+int allocator_kind() {
+  static const int kind = [] {
+    const char* v = std::getenv("SAM3_VM_ALLOCATOR");
+    if (!v || !*v || std::string(v) == "pooled") return 2;
+    if (std::string(v) == "naive") return 1;
+    throw Error(std::string("SAM3_VM_ALLOCATOR must be pooled or naive, not '") + v + "'");
+  }();
+  return kind;
+}
+
+}  // namespace
+
 std::unique_ptr<Component::Vm> Component::make_vm() const {
   ffi::Module vm = (*lib_)->GetFunction("vm_load_executable").value()().cast<ffi::Module>();
-  // (device type, device id, allocator kind 2 = pooled) per device, as the Python VM
-  // does: the compute device, then the CPU as host device for a GPU
+  // (device type, device id, allocator kind) per device, as the Python VM does: the
+  // compute device, then the CPU as host device for a GPU
   auto init = vm->GetFunction("vm_initialization").value();
+  const int kind = allocator_kind();
   if (device_.device_type == kDLCPU)
-    init(static_cast<int>(kDLCPU), 0, 2);
+    init(static_cast<int>(kDLCPU), 0, kind);
   else
-    init(static_cast<int>(device_.device_type), device_.device_id, 2, static_cast<int>(kDLCPU), 0, 2);
+    init(static_cast<int>(device_.device_type), device_.device_id, kind, static_cast<int>(kDLCPU), 0, kind);
   auto main = vm->GetFunction(spec_.function);
   if (!main) throw Error(spec_.library + " has no function " + spec_.function);
   ++vms_;
