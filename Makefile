@@ -93,7 +93,7 @@ test: cpp fuzz-build
 # install_find_package is left out: an uninstrumented consumer cannot load an ASan libsam3.
 SAN_DIR := $(abspath $(OUT))/sanitize
 SAN_PYTESTS := test_cli_cpp.py test_cli_parity.py test_video.py test_limits.py test_outputs_disk.py \
-  test_threads.py test_concept_steps.py test_concept_tracking.py
+  test_threads.py test_concept_steps.py test_concept_tracking.py test_serve.py
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1:exitcode=86:log_path=$(SAN_DIR)/asan \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=87:log_path=$(SAN_DIR)/ubsan \
   TSAN_OPTIONS=halt_on_error=1:history_size=4:exitcode=88:suppressions=$(abspath tests/sanitize/tsan.supp):log_path=$(SAN_DIR)/tsan \

@@ -4,6 +4,7 @@ set -eu
 pkgs=(g++ cmake make pkg-config python3-venv time
       libpng-dev libjpeg-dev zlib1g-dev libssl-dev libutf8proc-dev nlohmann-json3-dev libcli11-dev libgtest-dev
       libavformat-dev libavcodec-dev libavutil-dev libswscale-dev ffmpeg
+      libcpp-httplib-dev libopencv-imgproc-dev  # sam3 serve: HTTP server, mask contours
       clang libclang-rt-dev)  # clang + compiler-rt: libFuzzer and the sanitizer runtimes
 need=()
 for p in "${pkgs[@]}"; do

@@ -7,6 +7,7 @@
 
 #include "cli_util.h"
 #include "outputs.h"
+#include "serve/serve.h"
 #include "sam3/sam3.h"
 #include "track.h"
 
@@ -75,12 +76,16 @@ int main(int argc, char** argv) {
   sam3::cli::TrackArgs track_args;
   auto* track = sam3::cli::add_track_command(app, track_args);
 
+  sam3::cli::ServeArgs serve_args;
+  auto* serve = sam3::cli::add_serve_command(app, serve_args);
+
   auto* info = app.add_subcommand("info", "describe a bundle");
   info->add_option("--bundle", bundle, "bundle directory")->required();
 
   CLI11_PARSE(app, argc, argv);
   try {
     if (track->parsed()) return sam3::cli::run_track(track_args);
+    if (serve->parsed()) return sam3::cli::run_serve(serve_args);
     if (info->parsed()) {
       sam3::Manifest m = sam3::load_manifest(bundle);
       std::printf("bundle      %s\nconfig      %s (image %d, masks %d, %d queries)\n"
