@@ -12,7 +12,7 @@ BUILD := build
 CLI := $(BUILD)/sam3
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup cpp fuzz-build tiny-bundle demo test fuzz test-sanitize verify-full verify-video-full bench inspect clean help
+.PHONY: python-package all setup cpp fuzz-build tiny-bundle demo test fuzz test-sanitize verify-full verify-video-full bench inspect clean help
 
 all: test
 
@@ -42,6 +42,11 @@ setup: $(STAMP)
 cpp: $(STAMP)
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DSAM3_WITH_TVM=ON -DSAM3_BUILD_TESTS=ON -DSAM3_PYTHON=$(abspath $(PY)) > $(BUILD).log
 	cmake --build $(BUILD) -j $(JOBS)
+
+# The Python package sam3_runtime (python/): nanobind + scikit-build-core, built into the
+# venv from this tree (CMake build kept in build-python/, so a rebuild is incremental)
+python-package: $(STAMP)
+	$(PY) -m pip install -q --no-deps --no-build-isolation ./python
 
 # libFuzzer harnesses (tests/fuzz/): clang, ASan + UBSan over the TVM-free core
 FUZZ_BUILD := build-fuzz
@@ -79,7 +84,7 @@ else
 	$(CLI) segment --bundle $(BUNDLES)/full-checkpoint --image assets/sample.png --point 160,200 --out $(OUT)/demo/point --verbose
 endif
 
-test: cpp fuzz-build
+test: cpp fuzz-build python-package
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	ctest --test-dir $(FUZZ_BUILD) --output-on-failure -j $(JOBS)
 	SAM3_CLI=$(abspath $(CLI)) $(PY) -m pytest tests/python $(PYTEST_ARGS)
@@ -160,4 +165,4 @@ bench: cpp
 		--json docs/bench/video-full.json --markdown docs/performance.md
 
 clean:
-	rm -rf $(BUNDLES) $(OUT) $(BUILD) $(BUILD).log $(FUZZ_BUILD) $(FUZZ_BUILD).log build-asan build-asan.log build-tsan build-tsan.log
+	rm -rf $(BUNDLES) $(OUT) $(BUILD) $(BUILD).log $(FUZZ_BUILD) $(FUZZ_BUILD).log build-asan build-asan.log build-tsan build-tsan.log build-python
