@@ -221,3 +221,18 @@ TEST(ParsePredict, ErrorsNameTheField) {
   EXPECT_FALSE(r.rectangles[0].positive);
   EXPECT_EQ(r.concepts.size(), 2u);
 }
+
+TEST(WorkQueue, SubmitDoesNotWaitAndIsBounded) {
+  WorkQueue q(1, 0);
+  std::atomic<bool> release{false};
+  std::atomic<int> ran{0};
+  EXPECT_EQ(q.submit([&] {
+    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ++ran;
+  }), WorkQueue::Status::Done);
+  while (q.busy() != 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(q.submit([&] { ++ran; }), WorkQueue::Status::Full);  // the one worker is busy, no queue
+  release = true;
+  while (q.busy() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(ran, 1);
+}

@@ -270,3 +270,108 @@ def test_bad_bundle_and_port_in_use(tiny_bundle, tmp_path):
         assert r.returncode == 1 and "cannot listen" in r.stderr
     finally:
         assert s.stop() == 0
+
+
+# ---- video routes (/v1/video/*): init from data URIs, prompt, propagate (JSON and SSE)
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from sam3_tvm.tools.synthetic_clip import write_clip
+
+    d = write_clip(str(tmp_path_factory.mktemp("clip") / "frames"), 5, 160, 120)
+    names = sorted(os.listdir(d))
+    uris = []
+    for n in names:
+        with open(os.path.join(d, n), "rb") as f:
+            uris.append("data:image/jpeg;base64," + base64.b64encode(f.read()).decode())
+    return d, uris
+
+
+def sse_events(client, body):
+    events = []
+    with client.stream("POST", "/v1/video/propagate/stream", json=body) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    return events
+
+
+def test_video_points_equal_cli(server, clip, tiny_bundle, tmp_path):
+    frames_dir, uris = clip
+    c = server.client
+    init = c.post("/v1/video/init", json={"model": MODEL, "frames": uris, "start_frame_index": 0}).json()
+    assert init["success"] and init["data"]["num_frames"] == 5 and (init["data"]["width"], init["data"]["height"]) == (160, 120)
+    sid = init["data"]["session_id"]
+    # the client sends points normalised by the frame size, object id 10000
+    p = c.post("/v1/video/prompt", json={"model": MODEL, "session_id": sid, "frame_index": 0, "points": [[0.4, 0.4]],
+                                         "point_labels": [1], "obj_id": 10000}).json()
+    assert p["success"] and [m["group_id"] for m in p["data"]["masks"]] == [10000]
+    events = sse_events(c, {"model": MODEL, "session_id": sid, "start_frame": 0})
+    assert [e["type"] for e in events] == ["started"] + ["progress"] * 5 + ["completed"]
+    assert events[0]["total_frames"] == 5 and [e["current_frame"] for e in events[1:6]] == [0, 1, 2, 3, 4]
+    results = events[-1]["results"]
+    run = subprocess.run([CLI, "track", "--bundle", tiny_bundle, "--video", frames_dir, "--point", "0,64,48",
+                          "--direction", "forward", "--out", str(tmp_path / "t")], capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr
+    ann = json.load(open(tmp_path / "t" / "result.json"))["annotations"]
+    assert sum(s is not None for s in ann[0]["segmentations"]) >= 3  # random weights: frames 1-4 have it
+    assert len(ann) == 1  # the CLI's ids are 1..255 (PNG values): object 1, same single-object tracking
+    for f in range(5):
+        masks = results[str(f)]["masks"]
+        want = ann[0]["segmentations"][f]
+        if want is None:  # not on this frame
+            assert masks == []
+            continue
+        assert len(masks) == 1 and masks[0]["mask"] == want and masks[0]["shape_type"] == "polygon"
+    # the same through the JSON route, frames 1..3
+    r = c.post("/v1/video/propagate", json={"model": MODEL, "session_id": sid, "start_frame": 1, "end_frame": 3}).json()
+    assert r["success"] and sorted(r["data"]["results"], key=int) == ["1", "2", "3"]
+    assert r["data"]["results"]["2"] == results["2"]
+    assert c.post(f"/v1/video/cleanup/{sid}", params={"model": MODEL}).json()["success"]
+    assert c.post(f"/v1/video/cleanup/{sid}").json()["error"]["code"] == "SESSION_NOT_FOUND"
+
+
+def test_video_text_prompt_and_disconnect(server, clip):
+    c = server.client
+    sid = c.post("/v1/video/init", json={"model": MODEL, "frames": clip[1]}).json()["data"]["session_id"]
+    p = c.post("/v1/video/prompt", json={"model": MODEL, "session_id": sid, "frame_index": 0, "text_prompt": "square",
+                                         "params": {"conf_threshold": 0.0}}).json()
+    assert p["success"] and all(m["label"] == "square" for m in p["data"]["masks"])
+    # a client that leaves after the first event: the server stops that propagation and
+    # goes on serving
+    with c.stream("POST", "/v1/video/propagate/stream", json={"model": MODEL, "session_id": sid}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                break
+    deadline = time.time() + 60
+    while c.get("/health").json()["queue"]["busy"]:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    events = sse_events(c, {"model": MODEL, "session_id": sid, "start_frame": 0})
+    assert events[-1]["type"] == "completed" and sorted(events[-1]["results"], key=int) == ["0", "1", "2", "3", "4"]
+    assert c.post(f"/v1/video/cleanup/{sid}").json()["success"]
+
+
+def test_video_bad_requests(server, clip, sample):
+    c = server.client
+    bad = lambda path, body: c.post(path, json=body).json()["error"]["code"]
+    assert bad("/v1/video/init", {"model": MODEL, "frames": []}) == "INVALID_REQUEST"
+    assert bad("/v1/video/init", {"model": MODEL, "frames": ["@@"]}) == "INVALID_IMAGE"
+    assert bad("/v1/video/init", {"model": MODEL, "frames": [clip[1][0], base64.b64encode(b"nope").decode()]}) == "INVALID_IMAGE"
+    two_sizes = [clip[1][0], "data:image/png;base64," + base64.b64encode(sample).decode()]
+    assert bad("/v1/video/init", {"model": MODEL, "frames": two_sizes}) == "INVALID_IMAGE"
+    assert bad("/v1/video/init", {"model": "other", "frames": clip[1]}) == "MODEL_NOT_FOUND"
+    assert c.post("/v1/video/init", content=b"[").status_code == 422
+    assert bad("/v1/video/prompt", {"model": MODEL, "session_id": "nope", "frame_index": 0, "text_prompt": "a"}) == "SESSION_NOT_FOUND"
+    sid = c.post("/v1/video/init", json={"model": MODEL, "frames": clip[1]}).json()["data"]["session_id"]
+    base = {"model": MODEL, "session_id": sid}
+    assert bad("/v1/video/prompt", {**base, "frame_index": 9, "text_prompt": "a"}) == "INVALID_REQUEST"
+    assert bad("/v1/video/prompt", {**base, "frame_index": 0}) == "INVALID_REQUEST"
+    assert bad("/v1/video/prompt", {**base, "frame_index": 0, "points": [[3, 40]], "point_labels": [1]}) == "INVALID_REQUEST"
+    assert bad("/v1/video/prompt", {**base, "frame_index": 0, "points": [[0.1, 0.1]], "point_labels": [1, 0]}) == "INVALID_REQUEST"
+    assert bad("/v1/video/propagate", base) == "INVALID_REQUEST"  # no prompt yet
+    assert c.post("/v1/video/propagate/stream", json=base).json()["error"]["code"] == "INVALID_REQUEST"
+    assert c.post(f"/v1/video/cleanup/{sid}").json()["success"]
+    assert c.get("/health").json()["video_sessions"]["open"] == 0

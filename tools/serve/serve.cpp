@@ -18,26 +18,21 @@
 
 #include <nlohmann/json.hpp>
 
+#include "context.h"
 #include "image_cache.h"
 #include "predict.h"
 #include "sam3/sam3.h"
+#include "video_routes.h"
 #include "work_queue.h"
 
 namespace sam3::cli {
 
 using nlohmann::json;
+using serve::error_body;
 using serve::RequestError;
+using serve::send;
 
 namespace {
-
-json error_body(const std::string& code, const std::string& message) {
-  return {{"success", false}, {"error", {{"code", code}, {"message", message}}}};
-}
-
-void send(httplib::Response& res, const json& body, int status = 200) {
-  res.status = status;
-  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
-}
 
 std::string utc_now_iso() {
   const auto now = std::chrono::system_clock::now();
@@ -87,6 +82,8 @@ CLI::App* add_serve_command(CLI::App& app, ServeArgs& a) {
       ->default_val(64.0)->check(CLI::Range(0.001, 2000.0));
   s->add_option("--token", a.token, "require this value in the Token header (also SAM3_SERVE_TOKEN)")
       ->envname("SAM3_SERVE_TOKEN");
+  s->add_option("--max-sessions", a.max_sessions, "video sessions kept (the least recently used idle one is closed)")
+      ->default_val(4)->check(CLI::Range(1, 1024));
   s->add_option("--model-id", a.model_id, "the model id clients ask for")->default_val("segment_anything_3");
   s->add_option("--device", a.device, "cpu or cuda; must match the bundle")->default_val("cpu");
   return s;
@@ -107,7 +104,10 @@ int run_serve(const ServeArgs& a) {
   serve::WorkQueue work(a.workers, static_cast<size_t>(a.queue));
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(a.timeout_s * 1000));
   const json info = model_info(a, model.manifest());
-  std::atomic<uint64_t> served{0}, rejected{0}, timed_out{0};
+  serve::Context ctx{a, model, work, timeout, {}};
+  std::atomic<uint64_t>& served = ctx.served;
+  std::atomic<uint64_t>& rejected = ctx.rejected;
+  std::atomic<uint64_t>& timed_out = ctx.timed_out;
 
   httplib::Server svr;
   // enough HTTP threads for every worker and waiting request, and a few more to answer
@@ -127,11 +127,13 @@ int run_serve(const ServeArgs& a) {
 
   // checked in each route, not before routing: a request refused before its body is read
   // would leave that body on a kept-alive connection, to be read as the next request
-  auto authorized = [&](const httplib::Request& req, httplib::Response& res) {
+  ctx.authorized = [&a](const httplib::Request& req, httplib::Response& res) {
     if (a.token.empty() || same_token(req.get_header_value("Token"), a.token)) return true;
     send(res, error_body("UNAUTHORIZED", "Invalid or missing API Key"));
     return false;
   };
+  auto& authorized = ctx.authorized;
+  std::shared_ptr<serve::VideoSessions> videos = serve::add_video_routes(svr, ctx);
   svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;  // a route's own answer
     const std::string what = res.status == 404   ? "no such endpoint"
@@ -158,6 +160,7 @@ int run_serve(const ServeArgs& a) {
                {"queue", {{"busy", work.busy()}, {"waiting", work.waiting()}, {"workers", a.workers},
                           {"max_waiting", a.queue}}},
                {"cache", {{"entries", c.entries}, {"capacity", c.capacity}, {"hits", c.hits}, {"misses", c.misses}}},
+               {"video_sessions", {{"open", serve::open_sessions(*videos)}, {"max", a.max_sessions}}},
                {"requests", {{"served", served.load()}, {"rejected", rejected.load()}, {"timed_out", timed_out.load()}}}});
   });
   svr.Get("/v1/models", [&](const httplib::Request& req, httplib::Response& res) {
@@ -212,10 +215,7 @@ int run_serve(const ServeArgs& a) {
         return send(res, {{"success", true}, {"data", *result}});
       case serve::WorkQueue::Status::Full:
         ++rejected;
-        return send(res, {{"detail", "Task queue is full, please try again later"},
-                          {"success", false},
-                          {"error", {{"code", "QUEUE_FULL"}, {"message", "Task queue is full, please try again later"}}}},
-                    503);
+        return send(res, serve::queue_full_body(), 503);
       case serve::WorkQueue::Status::TimedOut:
         ++timed_out;
         return send(res, error_body("TIMEOUT", "the request took longer than " + std::to_string(a.timeout_s) + " s"));
@@ -255,3 +255,29 @@ int run_serve(const ServeArgs& a) {
 }
 
 }  // namespace sam3::cli
+
+namespace sam3::serve {
+
+bool parse_body(const httplib::Request& req, httplib::Response& res, const std::string& model_id, nlohmann::json& body) {
+  try {
+    body = nlohmann::json::parse(req.body);
+  } catch (const std::exception& e) {
+    nlohmann::json err = error_body("INVALID_REQUEST", std::string("the body is not JSON: ") + e.what());
+    err["detail"] = err["error"]["message"];
+    send(res, err, 422);
+    return false;
+  }
+  if (!body.is_object() || !body.contains("model") || !body["model"].is_string()) {
+    nlohmann::json err = error_body("INVALID_REQUEST", "the body must be a JSON object with a \"model\" string");
+    err["detail"] = err["error"]["message"];
+    send(res, err, 422);
+    return false;
+  }
+  if (body["model"].get<std::string>() != model_id) {
+    send(res, error_body("MODEL_NOT_FOUND", "Model '" + body["model"].get<std::string>() + "' not loaded"));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace sam3::serve

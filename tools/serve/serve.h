@@ -8,7 +8,7 @@ namespace sam3::cli {
 
 struct ServeArgs {
   std::string bundle, device = "cpu", host = "127.0.0.1", token, model_id = "segment_anything_3";
-  int port = 8000, workers = 1, queue = 16, cache = 4;
+  int port = 8000, workers = 1, queue = 16, cache = 4, max_sessions = 4;
   double timeout_s = 300, max_body_mb = 64;
 };
 

@@ -38,33 +38,32 @@ std::vector<std::array<float, 2>> mask_polygon(const std::vector<uint8_t>& mask,
   return out;
 }
 
-namespace {
-
-nlohmann::json shape(const std::string& label, const char* type, nlohmann::json points, float score,
-                     const nlohmann::json& rle) {
+nlohmann::json make_shape(const std::string& label, const char* type, nlohmann::json points, float score,
+                          const nlohmann::json& rle, const nlohmann::json& group_id) {
   return {{"label", label},         {"shape_type", type}, {"points", std::move(points)},
           {"score", score},         {"attributes", nlohmann::json::object()},
           {"description", nullptr}, {"difficult", false}, {"direction", 0},
-          {"flags", nullptr},       {"group_id", nullptr}, {"kie_linking", nlohmann::json::array()},
+          {"flags", nullptr},       {"group_id", group_id}, {"kie_linking", nlohmann::json::array()},
           {"mask", rle}};
 }
 
-}  // namespace
+nlohmann::json mask_rle(const std::vector<uint8_t>& mask, int width, int height) {
+  return {{"size", {height, width}}, {"counts", rle_encode(mask.data(), height, width)}};
+}
 
 nlohmann::json instance_shapes(const Instance& inst, const std::string& label, const ShapeOptions& opt) {
   nlohmann::json out = nlohmann::json::array();
-  const nlohmann::json rle = {{"size", {inst.height, inst.width}},
-                              {"counts", rle_encode(inst.mask.data(), inst.height, inst.width)}};
+  const nlohmann::json rle = mask_rle(inst.mask, inst.width, inst.height);
   if (opt.polygons) {
     auto poly = mask_polygon(inst.mask, inst.width, inst.height, opt.epsilon_factor);
-    if (!poly.empty()) out.push_back(shape(label, "polygon", poly, inst.score, rle));
+    if (!poly.empty()) out.push_back(make_shape(label, "polygon", poly, inst.score, rle));
   }
   if (opt.rectangles) {
     float x0 = inst.box[0], y0 = inst.box[1], x1 = inst.box[2], y1 = inst.box[3];
     if (x0 > x1) std::swap(x0, x1);
     if (y0 > y1) std::swap(y0, y1);
     nlohmann::json pts = {{x0, y0}, {x1, y0}, {x1, y1}, {x0, y1}};
-    out.push_back(shape(label, "rectangle", pts, inst.score, rle));
+    out.push_back(make_shape(label, "rectangle", pts, inst.score, rle));
   }
   return out;
 }

@@ -24,6 +24,14 @@ struct ShapeOptions {
   double epsilon_factor = 0.001;
 };
 
+// A shape with every field the X-AnyLabeling client reads, and the mask as COCO RLE
+// ({"size": [h, w], "counts": ...}) under "mask".
+nlohmann::json make_shape(const std::string& label, const char* type, nlohmann::json points, float score,
+                          const nlohmann::json& rle, const nlohmann::json& group_id = nullptr);
+
+// {"size": [h, w], "counts": COCO RLE} of a 0/1 row-major mask.
+nlohmann::json mask_rle(const std::vector<uint8_t>& mask, int width, int height);
+
 // One shape per instance and kind (polygon first, then rectangle), every field the client
 // reads; each shape also carries "mask": {"size": [h, w], "counts": COCO RLE} (an extension
 // the client ignores).

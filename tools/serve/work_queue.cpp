@@ -68,6 +68,20 @@ WorkQueue::Status WorkQueue::run(std::function<void()> fn, std::chrono::millisec
   return Status::Done;
 }
 
+WorkQueue::Status WorkQueue::submit(std::function<void()> fn) {
+  auto job = std::make_shared<Job>();
+  job->fn = std::move(fn);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) return Status::Stopped;
+    const std::size_t idle = threads_.size() - static_cast<std::size_t>(busy_);
+    if (queue_.size() >= max_waiting_ + idle) return Status::Full;
+    queue_.push_back(job);
+  }
+  cv_.notify_one();
+  return Status::Done;
+}
+
 void WorkQueue::work() {
   for (;;) {
     std::shared_ptr<Job> job;

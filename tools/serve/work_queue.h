@@ -27,6 +27,9 @@ class WorkQueue {
   // waiting is dropped, a running one finishes unobserved (its captures must own what
   // it writes). An exception thrown by `job` is rethrown here.
   Status run(std::function<void()> job, std::chrono::milliseconds timeout);
+  // Queues `job` without waiting for it: Done (accepted), Full or Stopped. The job must
+  // catch its own exceptions; a stop drops it if it has not started.
+  Status submit(std::function<void()> job);
   void stop();
 
   std::size_t waiting() const;
