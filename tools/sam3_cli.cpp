@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli_util.h"
+#include "label.h"
 #include "outputs.h"
 #include "serve/serve.h"
 #include "sam3/sam3.h"
@@ -76,6 +77,9 @@ int main(int argc, char** argv) {
   sam3::cli::TrackArgs track_args;
   auto* track = sam3::cli::add_track_command(app, track_args);
 
+  sam3::cli::LabelArgs label_args;
+  auto* label = sam3::cli::add_label_command(app, label_args);
+
   sam3::cli::ServeArgs serve_args;
   auto* serve = sam3::cli::add_serve_command(app, serve_args);
 
@@ -86,6 +90,7 @@ int main(int argc, char** argv) {
   try {
     if (track->parsed()) return sam3::cli::run_track(track_args);
     if (serve->parsed()) return sam3::cli::run_serve(serve_args);
+    if (label->parsed()) return sam3::cli::run_label(label_args);
     if (info->parsed()) {
       sam3::Manifest m = sam3::load_manifest(bundle);
       std::printf("bundle      %s\nconfig      %s (image %d, masks %d, %d queries)\n"

@@ -13,6 +13,7 @@
 
 #include "cli_util.h"
 #include "outputs.h"
+#include "progress.h"
 #include "sam3/rle.h"
 #include "sam3/sam3.h"
 #include "sam3/video.h"
@@ -216,30 +217,6 @@ std::vector<uint8_t> read_mask(const std::string& path) {
   return mask;
 }
 
-class Progress {
- public:
-  Progress(int total) : total_(total), tty_(isatty(2)) {}
-  void step() {
-    ++done_;
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
-    const double fps = s > 0 ? done_ / s : 0;
-    if (!tty_ && done_ % std::max(1, total_ / 10) != 0 && done_ != total_) return;
-    const int width = 30, filled = total_ > 0 ? std::min(width, width * done_ / total_) : width;
-    std::fprintf(stderr, "%stracking [%s%s] %d/%d frames, %.2f frames/s%s", tty_ ? "\r" : "",
-                 std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(), done_,
-                 total_, fps, tty_ ? "" : "\n");
-    std::fflush(stderr);
-  }
-  void finish() {
-    if (tty_ && done_) std::fprintf(stderr, "\n");
-  }
-
- private:
-  int total_, done_ = 0;
-  bool tty_;
-  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
-};
-
 // DAVIS-style palette: 0 background, then distinct colours per object id
 std::vector<uint8_t> palette() {
   std::vector<uint8_t> p(256 * 3, 0);
@@ -426,7 +403,7 @@ int run_track(const TrackArgs& a) {
       session.add_mask(x.frame, x.obj_id, read_mask(x.mask));
       removed.erase(x.obj_id);
     } else if (x.op == "propagate") {
-      Progress progress(session.frames_to_track(x.propagate));
+      Progress progress("tracking", "frames", session.frames_to_track(x.propagate));
       auto last = std::chrono::steady_clock::now();
       session.propagate(x.propagate, [&](const VideoFrameResult& r) {
         const auto now = std::chrono::steady_clock::now();
