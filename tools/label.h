@@ -16,10 +16,4 @@ struct LabelArgs {
 CLI::App* add_label_command(CLI::App& app, LabelArgs& args);
 int run_label(const LabelArgs& args);
 
-// The images of `images`: a folder (its .jpg/.jpeg/.png files, sorted by name; COCO file
-// names relative to it) or a text file with one path per line (blank lines and lines
-// starting with '#' skipped; relative paths are relative to the list's folder; COCO file
-// names as written). Returns (path to read, COCO file name) pairs.
-std::vector<std::pair<std::string, std::string>> list_images(const std::string& images);
-
 }  // namespace sam3::cli

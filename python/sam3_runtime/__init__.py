@@ -16,6 +16,8 @@
 Every error is a sam3_runtime.Error (a RuntimeError) with a message. One Model may be used
 from many threads; calls release the GIL (docs/python.md).
 """
-from ._sam3 import Error, ImageState, Model, VideoSession, load_image, rle_encode
+from ._sam3 import (Error, ImageState, Model, VideoSession, coco_document, label_image_json, list_images,
+                    load_image, parse_classes, read_manifest, rle_encode)
 
-__all__ = ["Error", "ImageState", "Model", "VideoSession", "load_image", "rle_encode"]
+__all__ = ["Error", "ImageState", "Model", "VideoSession", "coco_document", "label_image_json", "list_images",
+           "load_image", "parse_classes", "read_manifest", "rle_encode"]

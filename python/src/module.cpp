@@ -7,6 +7,7 @@
 #include <nanobind/stl/function.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
@@ -15,6 +16,7 @@
 #include <cstring>
 
 #include "sam3/image.h"
+#include "sam3/label.h"
 #include "sam3/rle.h"
 #include "sam3/sam3.h"
 #include "sam3/video.h"
@@ -148,6 +150,22 @@ sam3::VideoMemory memory_mode(const std::string& s) {
   throw sam3::Error("memory must be spill, drop or all, not '" + s + "'");
 }
 
+nb::dict manifest_dict(const sam3::Manifest& mf) {
+  nb::dict d;
+  d["dir"] = mf.dir;
+  d["config"] = mf.config_name;
+  d["device"] = mf.device;
+  d["precision"] = mf.precision;
+  d["tvm_version"] = mf.tvm_version;
+  d["weights_source"] = mf.weights_source;
+  d["image_size"] = mf.image_size;
+  d["mask_size"] = mf.mask_size;
+  d["num_queries"] = mf.num_queries;
+  d["max_boxes"] = mf.max_boxes;
+  d["max_points"] = mf.max_points;
+  return d;
+}
+
 }  // namespace
 
 NB_MODULE(_sam3, m) {
@@ -217,22 +235,23 @@ NB_MODULE(_sam3, m) {
            "Click / box prompt: one object. mask_input: a previous low_res_logits row.")
       .def_prop_ro("num_threads", &sam3::Model::num_threads)
       .def_prop_ro("timings", [](const sam3::Model& self) { return self.timings(); })
-      .def_prop_ro("manifest", [](const sam3::Model& self) {
-        const sam3::Manifest& mf = self.manifest();
-        nb::dict d;
-        d["dir"] = mf.dir;
-        d["config"] = mf.config_name;
-        d["device"] = mf.device;
-        d["precision"] = mf.precision;
-        d["tvm_version"] = mf.tvm_version;
-        d["weights_source"] = mf.weights_source;
-        d["image_size"] = mf.image_size;
-        d["mask_size"] = mf.mask_size;
-        d["num_queries"] = mf.num_queries;
-        d["max_boxes"] = mf.max_boxes;
-        d["max_points"] = mf.max_points;
-        return d;
-      });
+      .def_prop_ro("manifest", [](const sam3::Model& self) { return manifest_dict(self.manifest()); });
+
+  m.def("read_manifest", [](const std::string& bundle) { return manifest_dict(sam3::load_manifest(bundle)); },
+        "bundle"_a, "The bundle's manifest (checked as Model does, files not hashed) as the dict Model.manifest gives.");
+
+  // batch labelling (sam3/label.h): the same functions `sam3 label` runs, for label_ray
+  m.def("parse_classes", &sam3::parse_classes, "text"_a, "'cat, dog,cat' -> ['cat', 'dog']");
+  m.def("list_images", &sam3::list_images, "images"_a,
+        "(path, COCO file name) pairs of a folder or list file, in order (docs/label.md).");
+  m.def("label_image_json", [](sam3::Model& model, const std::string& path, const std::string& file_name,
+                               const std::vector<std::string>& classes, float threshold) {
+        nb::gil_scoped_release unlocked;
+        return sam3::label_image_json(model, path, file_name, classes, threshold);
+      }, "model"_a, "path"_a, "file_name"_a, "classes"_a, "threshold"_a,
+      "One image's COCO record as a JSON line (or {file_name, error}), as sam3 label writes it.");
+  m.def("coco_document", &sam3::coco_document, "classes"_a, "records"_a, "info_json"_a = "{}",
+        "A COCO instances document (JSON text) from records in order, as sam3 label writes it.");
 
   nb::class_<sam3::VideoSession>(m, "VideoSession")
       .def("__init__", [](sam3::VideoSession* self, sam3::Model& model, const std::string& video,

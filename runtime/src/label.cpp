@@ -1,6 +1,10 @@
 #include "sam3/label.h"
 
 #include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -10,6 +14,7 @@
 namespace sam3 {
 
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 std::vector<std::string> parse_classes(const std::string& text) {
   std::vector<std::string> out;
@@ -23,6 +28,39 @@ std::vector<std::string> parse_classes(const std::string& text) {
     if (end == std::string::npos) break;
     start = end + 1;
   }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> list_images(const std::string& images) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::error_code ec;
+  if (fs::is_directory(images, ec)) {
+    for (const auto& e : fs::directory_iterator(images, ec)) {
+      std::string ext = e.path().extension().string();
+      std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+      if ((ext == ".jpg" || ext == ".jpeg" || ext == ".png") && !fs::is_directory(e.path(), ec))
+        out.push_back({e.path().string(), e.path().filename().string()});
+    }
+    if (ec) throw Error("cannot list " + images + ": " + ec.message());
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    if (out.empty()) throw Error("no .jpg, .jpeg or .png files in " + images);
+    return out;
+  }
+  std::ifstream f(images);
+  if (!f) throw Error("--images " + images + ": not a folder or a readable list file");
+  const fs::path base = fs::path(images).parent_path();
+  std::string line;
+  std::set<std::string> seen;
+  while (std::getline(f, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const size_t a = line.find_first_not_of(" \t");
+    if (a == std::string::npos || line[a] == '#') continue;
+    line = line.substr(a, line.find_last_not_of(" \t") - a + 1);
+    if (!seen.insert(line).second) throw Error("--images " + images + " lists " + line + " twice");
+    const fs::path p(line);
+    out.push_back({(p.is_absolute() ? p : base / p).string(), line});
+  }
+  if (out.empty()) throw Error("--images " + images + " lists no image");
   return out;
 }
 

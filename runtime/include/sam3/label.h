@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sam3/sam3.h"
@@ -12,6 +13,12 @@ namespace sam3 {
 
 // "cat, dog,,cat" -> {"cat", "dog"}: split at commas, trimmed, empty and repeated dropped.
 std::vector<std::string> parse_classes(const std::string& text);
+
+// The images of `images`: a folder (its .jpg/.jpeg/.png files, sorted by name; COCO file
+// names relative to it) or a text file with one path per line (blank lines and lines
+// starting with '#' skipped; relative paths are relative to the list's folder; COCO file
+// names as written). Returns (path to read, COCO file name) pairs; throws sam3::Error.
+std::vector<std::pair<std::string, std::string>> list_images(const std::string& images);
 
 // Labels one image file: one concept prompt per class at `threshold`. Returns one JSON
 // object (a line of the resumable partial file):
