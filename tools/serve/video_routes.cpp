@@ -358,15 +358,22 @@ std::shared_ptr<VideoSessions> add_video_routes(httplib::Server& svr, Context& c
     });
   });
 
-  svr.Post("/v1/video/propagate", [&ctx, &sessions, answer](const httplib::Request& req, httplib::Response& res) {
-    json body;
-    if (!ctx.authorized(req, res) || !parse_body(req, res, ctx.args.model_id, body)) return;
+  // The checked request of both propagate routes; nullptr after answering an error
+  auto propagate_from = [&ctx, &sessions](const httplib::Request& req, httplib::Response& res) {
     std::shared_ptr<PropagateRequest> p;
+    json body;
+    if (!ctx.authorized(req, res) || !parse_body(req, res, ctx.args.model_id, body)) return p;
     try {
       p = std::make_shared<PropagateRequest>(propagate_request(sessions, body));
     } catch (const RequestError& ex) {
-      return send(res, error_body(ex.code, ex.what()));
+      send(res, error_body(ex.code, ex.what()));
     }
+    return p;
+  };
+
+  svr.Post("/v1/video/propagate", [propagate_from, answer](const httplib::Request& req, httplib::Response& res) {
+    auto p = propagate_from(req, res);
+    if (!p) return;
     answer(res, [p] {
       return json{{"results", propagate(*p, [](int, int, int) { return true; }, [](int) {})}};
     });
@@ -374,15 +381,9 @@ std::shared_ptr<VideoSessions> add_video_routes(httplib::Server& svr, Context& c
 
   // SSE: started, progress per frame, then completed with every frame's shapes (or error).
   // Runs as a worker job; a client that disconnects stops the propagation.
-  svr.Post("/v1/video/propagate/stream", [&ctx, &sessions](const httplib::Request& req, httplib::Response& res) {
-    json body;
-    if (!ctx.authorized(req, res) || !parse_body(req, res, ctx.args.model_id, body)) return;
-    std::shared_ptr<PropagateRequest> p;
-    try {
-      p = std::make_shared<PropagateRequest>(propagate_request(sessions, body));
-    } catch (const RequestError& ex) {
-      return send(res, error_body(ex.code, ex.what()));
-    }
+  svr.Post("/v1/video/propagate/stream", [&ctx, propagate_from](const httplib::Request& req, httplib::Response& res) {
+    auto p = propagate_from(req, res);
+    if (!p) return;
     auto ch = std::make_shared<EventChannel>();
     const WorkQueue::Status st = ctx.work.submit([p, ch, &ctx] {
       try {

@@ -46,9 +46,7 @@ int WorkQueue::busy() const {
   return busy_;
 }
 
-WorkQueue::Status WorkQueue::run(std::function<void()> fn, std::chrono::milliseconds timeout) {
-  auto job = std::make_shared<Job>();
-  job->fn = std::move(fn);
+WorkQueue::Status WorkQueue::enqueue(const std::shared_ptr<Job>& job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopped_) return Status::Stopped;
@@ -58,6 +56,14 @@ WorkQueue::Status WorkQueue::run(std::function<void()> fn, std::chrono::millisec
     queue_.push_back(job);
   }
   cv_.notify_one();
+  return Status::Done;
+}
+
+WorkQueue::Status WorkQueue::run(std::function<void()> fn, std::chrono::milliseconds timeout) {
+  auto job = std::make_shared<Job>();
+  job->fn = std::move(fn);
+  const Status queued = enqueue(job);
+  if (queued != Status::Done) return queued;
   std::unique_lock<std::mutex> lock(job->mu);
   if (!job->done_cv.wait_for(lock, timeout, [&] { return job->done || job->cancelled; })) {
     job->cancelled = true;  // a worker that has not started it skips it
@@ -71,15 +77,7 @@ WorkQueue::Status WorkQueue::run(std::function<void()> fn, std::chrono::millisec
 WorkQueue::Status WorkQueue::submit(std::function<void()> fn) {
   auto job = std::make_shared<Job>();
   job->fn = std::move(fn);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_) return Status::Stopped;
-    const std::size_t idle = threads_.size() - static_cast<std::size_t>(busy_);
-    if (queue_.size() >= max_waiting_ + idle) return Status::Full;
-    queue_.push_back(job);
-  }
-  cv_.notify_one();
-  return Status::Done;
+  return enqueue(job);
 }
 
 void WorkQueue::work() {

@@ -37,6 +37,7 @@ class WorkQueue {
 
  private:
   struct Job;
+  Status enqueue(const std::shared_ptr<Job>& job);  // Done (queued), Full or Stopped
   void work();
   const std::size_t max_waiting_;
   mutable std::mutex mu_;
