@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("compile", help="compile the components and write a bundle directory")
     s.add_argument("--config", choices=["tiny", "full"], default="tiny")
-    s.add_argument("--checkpoint", help="official sam3.pt (default: seeded random weights)")
+    s.add_argument("--checkpoint", help="official sam3.pt, or transformers model.safetensors "
+                   "(Sam3VideoModel layout) (default: seeded random weights)")
     s.add_argument("--seed", type=int, default=0, help="seed for random weights (default 0)")
     s.add_argument("--num-cores", type=int, default=None, help="threads the code is built for "
                    "(default: this machine's cores)")

@@ -156,8 +156,9 @@ def _init_uninitialised(model, seed: int) -> None:
 def build_model(config: str = "tiny", checkpoint: str | None = None, seed: int = 0):
     """Build the official `Sam3Image` (+ interactive predictor), eval mode, CPU, fp32.
 
-    Weights: seeded random init, or `checkpoint` (official `sam3.pt` layout),
-    loaded through the official loader after a strict key and shape check.
+    Weights: seeded random init, or `checkpoint`: the official `sam3.pt` layout, loaded
+    through the official loader, or a transformers `model.safetensors`, mapped to the
+    official names; both after a strict key and shape check.
     """
     if config not in CONFIGS:
         raise Sam3TvmError(f"unknown config {config!r}; choose one of {sorted(CONFIGS)}")
@@ -179,8 +180,12 @@ def build_model(config: str = "tiny", checkpoint: str | None = None, seed: int =
         model.inst_interactive_predictor._bb_feat_sizes = [(4 * g, 4 * g), (2 * g, 2 * g), (g, g)]
     _init_uninitialised(model, seed)
     if checkpoint is not None:
-        from sam3_tvm.model.checkpoint import load_checkpoint
-        load_checkpoint(model, checkpoint)
+        from sam3_tvm.model.checkpoint import is_safetensors, load_checkpoint
+        if is_safetensors(checkpoint):  # the transformers layout (model/hf_checkpoint.py)
+            from sam3_tvm.model.hf_checkpoint import load_hf_checkpoint
+            load_hf_checkpoint(model, checkpoint)
+        else:
+            load_checkpoint(model, checkpoint)
     model.eval()
     cfg = CONFIGS[config]
     from sam3_tvm.model.memory_attention import memory_limits

@@ -32,6 +32,17 @@ def _read(path: str) -> dict:
     return ckpt
 
 
+def is_safetensors(path: str) -> bool:
+    """A safetensors file starts with its header length (u64 LE) and a JSON object;
+    `torch.save` files are zip archives ("PK")."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as e:
+        raise Sam3TvmError(f"cannot read checkpoint {path}: {e}") from None
+    return len(head) == 9 and head[8:9] == b"{"
+
+
 def map_keys(ckpt: dict, has_tracker: bool = True) -> dict:
     """The official image-model key mapping (see module docstring)."""
     out = {k.replace("detector.", ""): v for k, v in ckpt.items() if "detector" in k}
