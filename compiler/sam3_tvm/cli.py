@@ -29,7 +29,7 @@ def cmd_compile(args) -> int:
     from sam3_tvm.bundle.writer import compile_bundle
 
     spec = targets.parse(args.target, arch=args.arch, precision=args.precision,
-                         num_cores=args.num_cores)
+                         num_cores=args.num_cores, cpu=args.cpu)
     manifest = compile_bundle(args.config, args.out, checkpoint=args.checkpoint, seed=args.seed,
                               target=spec)
     print(f"wrote bundle {args.out} ({manifest['config']['name']}, "
@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: this machine's cores)")
     s.add_argument("--target", default="cpu", help="cpu (default: this machine), cuda, or "
                    "metal (Apple silicon; off macOS: objects + kernel source, see docs/gpu.md)")
+    s.add_argument("--cpu", help="cpu target: the CPU to build for, an LLVM CPU name (default: "
+                   "this machine's); e.g. x86-64-v3 for any AVX2 + FMA machine")
     s.add_argument("--arch", help="cuda: comma-separated sm_XX list, e.g. sm_80,sm_90 "
                    "(default sm_80); one fat binary per component, built with nvcc")
     s.add_argument("--precision", default="fp32", help="fp32 (default); fp16 (GPU targets: "

@@ -42,6 +42,18 @@ def test_every_row_timed_on_both_sides(report):
     assert rep["rows"]["encode"]["flops"] >= rep["rows"]["image_encoder"]["flops"] > 0
 
 
+def test_machine_and_bundle_cpu_recorded(report):
+    """A speed claim holds for the CPU it was measured on: the report names it (model,
+    LLVM mcpu, vector ISA) and the CPU the bundle was built for."""
+    rep, md, _ = report
+    m = rep["machine"]
+    flags = open("/proc/cpuinfo").read()
+    assert m["mcpu"] and m["cpu"] != "unknown"
+    assert ("AVX2" in m["isa"]) == (" avx2" in flags) and ("AVX-512F" in m["isa"]) == (" avx512f" in flags)
+    assert rep["bundle_mcpu"] == json.load(open(os.path.join(rep["bundle"], "manifest.json")))["target"]["mcpu"]
+    assert f"`mcpu={m['mcpu']}`" in md
+
+
 def test_alt_bundle_timed_in_the_same_rounds(report):
     """--alt-bundle (here the same bundle again) is a third side of every round."""
     rep, md, _ = report

@@ -180,6 +180,9 @@ def sam3_tvm(*args):
     (["--precision", "fp16"], "fp16 is for GPU targets"),
     (["--target", "cuda", "--precision", "bf16"], "bf16 is for --target cpu"),
     (["--precision", "int8"], "unknown precision 'int8'"),
+    (["--cpu", "pentium-xyz"], "unknown --cpu 'pentium-xyz'"),
+    (["--target", "cuda", "--cpu", "znver4"], "--cpu applies to --target cpu only"),
+    (["--cpu", "x86-64-v3", "--precision", "bf16"], "needs AVX512_BF16, which --cpu x86-64-v3 lacks"),
 ])
 def test_compile_bad_target(tmp_path, args, message):
     r = sam3_tvm("compile", "--config", "tiny", "--out", str(tmp_path / "b"), *args)

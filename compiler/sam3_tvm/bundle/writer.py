@@ -53,8 +53,12 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
     from sam3_tvm.frontend.importer import import_component
 
     stage("import")
+    from sam3_tvm.lowering import attention
+
+    fused = spec.kind == "cpu" and attention.supported(target)
     mod, params, names = import_component(
-        name, model, cfg, no_float64=spec.precision == "fp16" or spec.kind == "metal")
+        name, model, cfg, no_float64=spec.precision == "fp16" or spec.kind == "metal",
+        fused_attention=fused)
     if spec.precision == "bf16" and name in BF16_COMPONENTS:
         # before lifting, so the weights are packed to bf16 at compile time
         from sam3_tvm.lowering.bf16 import bf16_linears
@@ -64,6 +68,8 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
     mod, arrays, names = lift_params(name, mod, params, names)
     stage("optimise")
     mod = pipeline.optimize(mod, target, precision=spec.precision)
+    if fused:
+        mod = attention.attach_kernels(mod, target)
     dims = C.symbolic_dims(name, cfg)
     dynamic = bool(dims)
     config = {"tirx.disable_vectorize": True} if spec.is_gpu and name in GPU_NO_VECTORIZE else {}
@@ -83,7 +89,7 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
     else:
         if spec.kind == "metal":
             lib = f"{name}.dylib"
-        # -O3 for the C micro-kernels of bf16 bundles (bf16.py); nothing else is C
+        # -O3 for the C micro-kernels (attention.py; bf16.py in bf16 bundles)
         ex.export_library(os.path.join(out_dir, lib), options=["-O3"])
     ins, outs = C.signature(name, cfg)
     spec_of = lambda s: {"name": s.name, "shape": list(s.shape), "dtype": s.dtype}  # noqa: E731
@@ -119,7 +125,7 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
         raise Sam3TvmError(f"unknown config {config!r}; choose one of {sorted(CONFIGS)}")
     spec = target or targets.parse("cpu", num_cores=num_cores)
     if num_cores is not None and spec.num_cores is None:
-        spec = targets.TargetSpec(spec.kind, spec.archs, spec.precision, num_cores)
+        spec = targets.TargetSpec(spec.kind, spec.archs, spec.precision, num_cores, spec.cpu)
     targets.check_toolchain(spec)
     _check_out_dir(out_dir)
     target = targets.tvm_target(spec)

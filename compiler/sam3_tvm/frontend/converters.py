@@ -271,7 +271,20 @@ def amax(node, importer):
     return importer.block_builder.emit(relax.op.max(args[0], axis=axis, keepdims=bool(keepdim)))
 
 
+def attention(node, importer):
+    """`sam3::attention(q, k, v, scale)` (export.py, CPU targets): the fused kernel of
+    lowering/attention.py as a call_tir."""
+    from sam3_tvm.lowering.attention import attention_func
+
+    q, k, v, scale = importer.retrieve_args(node)
+    (n, lq, d), lk = [int(x) for x in q.ty.shape], int(k.ty.shape[1])
+    bb = importer.block_builder
+    gv = bb.add_func(attention_func(n, lq, lk, d, float(scale)), f"sam3_attention_{n}_{lq}_{lk}_{d}")
+    return bb.emit(relax.call_tir(gv, [q, k, v], relax.TensorType((n, lq, d), "float32")))
+
+
 CONVERTERS = {
+    "attention.default": attention,
     "amax.default": amax,
     "native_group_norm.default": native_group_norm,
     "grid_sampler_2d.default": grid_sampler_2d,

@@ -9,8 +9,11 @@ import torch
 from sam3_tvm.model import components as C
 
 
-def export_component(name: str, model, cfg):
-    """Return (`torch.export.ExportedProgram`, wrapper module) for component `name`."""
+def export_component(name: str, model, cfg, fused_attention: bool = False):
+    """Return (`torch.export.ExportedProgram`, wrapper module) for component `name`.
+    `fused_attention` (CPU targets): unmasked attention with static shapes is exported
+    as one `sam3::attention` op, which the importer maps to the fused kernel
+    (lowering/attention.py)."""
     import inspect
 
     wrapper = C.make(name, model)
@@ -22,7 +25,7 @@ def export_component(name: str, model, cfg):
         params = list(inspect.signature(wrapper.forward).parameters)
         dynamic = {p: ({i: dims[d] for i, d in enumerate(spec.shape) if isinstance(d, str)} or None)
                    for p, spec in zip(params, ins)}
-    with torch.no_grad(), _pos_enc_cache_kept(model), _unmasked_attention_as_math():
+    with torch.no_grad(), _pos_enc_cache_kept(model), _unmasked_attention_as_math(fused_attention):
         ep = torch.export.export(wrapper, args, dynamic_shapes=dynamic, strict=False)
     return ep, wrapper
 
@@ -41,9 +44,33 @@ def _pos_enc_cache_kept(model):
             m.cache = cache
 
 
+@torch.library.custom_op("sam3::attention", mutates_args=())
+def fused_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """softmax(q k^T * scale) v over [N, L, D] tensors: one op in the exported graph,
+    lowered to the fused CPU kernel (lowering/attention.py) by converters.attention."""
+    return torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1) @ v
+
+
+@fused_attention_op.register_fake
+def _(q, k, v, scale):
+    return q.new_empty(q.shape)
+
+
+def _fusable(q, k, v) -> bool:
+    """Static shapes, the same leading dims, v as wide as q (the kernel's contract)."""
+    from sam3_tvm.lowering.attention import DMAX
+
+    shapes = (q.shape, k.shape, v.shape)
+    if not all(isinstance(d, int) for s in shapes for d in s) or q.dim() < 3:
+        return False
+    return (q.dim() == k.dim() == v.dim() and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+            and q.shape[-1] == k.shape[-1] == v.shape[-1] <= DMAX and k.shape[-2] == v.shape[-2])
+
+
 @contextlib.contextmanager
-def _unmasked_attention_as_math():
-    """Export `scaled_dot_product_attention` without a mask as matmul-softmax-matmul.
+def _unmasked_attention_as_math(fused: bool = False):
+    """Export `scaled_dot_product_attention` without a mask as matmul-softmax-matmul,
+    or (`fused`, where the shapes allow) as one `sam3::attention` op.
 
     torch.export decomposes SDPA into a "safe" softmax that also checks every row
     for being all -inf (two extra full passes over the score matrix: 16x5184^2
@@ -58,6 +85,11 @@ def _unmasked_attention_as_math():
             return original(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
                             is_causal=is_causal, scale=scale, **kw)
         s = scale if scale is not None else q.shape[-1] ** -0.5
+        if fused and _fusable(q, k, v):
+            lead = q.shape[:-2]
+            flat = lambda t: t.reshape(-1, t.shape[-2], t.shape[-1])  # noqa: E731
+            out = fused_attention_op(flat(q), flat(k), flat(v), float(s))
+            return out.reshape(*lead, q.shape[-2], q.shape[-1])
         kt = k.transpose(-2, -1)
         chunks = query_blocks(q.shape, k.shape[-2])
         if chunks == 1:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 
-def import_component(name: str, model, cfg, no_float64: bool = False):
-    """torch.export -> Relax. Returns (IRModule without params, params, param names)."""
+def import_component(name: str, model, cfg, no_float64: bool = False, fused_attention: bool = False):
+    """torch.export -> Relax. Returns (IRModule without params, params, param names).
+    `fused_attention`: unmasked attention as the fused CPU kernel (lowering/attention.py)."""
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 
@@ -12,7 +13,7 @@ def import_component(name: str, model, cfg, no_float64: bool = False):
     from sam3_tvm.frontend.export import export_component
     from sam3_tvm.frontend.rewrites import fold_broadcast_weights
 
-    ep, wrapper = export_component(name, model, cfg)
+    ep, wrapper = export_component(name, model, cfg, fused_attention=fused_attention)
     mod = from_exported_program(ep, keep_params_as_input=True,
                                 custom_convert_map=converters(no_float64))
     mod = fold_broadcast_weights(mod)

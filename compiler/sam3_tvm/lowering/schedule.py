@@ -22,7 +22,7 @@ from tvm import s_tir, tirx
 from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
-from tvm.target.codegen import llvm_get_vector_width
+from tvm.target.codegen import llvm_get_cpu_features, llvm_get_vector_width
 
 
 K_BLOCK = 512  # reductions longer than this are blocked (see Contraction)
@@ -34,6 +34,12 @@ def _extent(sch, loop):
 
 
 def _lanes(target) -> int:
+    """fp32 lanes of the target's widest vector registers. From its CPU features: TVM
+    0.27's `llvm_get_vector_width` answers 512 for AVX2-only CPUs (haswell, x86-64-v3),
+    which would give an AVX2 build AVX-512-sized register tiles that spill."""
+    if "x86" in str(target.attrs.get("mtriple", "")):
+        features = {str(f) for f in llvm_get_cpu_features(target)}
+        return 16 if "avx512f" in features else 8 if "avx2" in features or "avx" in features else 4
     bits = llvm_get_vector_width(target)
     return max((bits if bits > 0 else 256) // 32, 4)
 

@@ -26,6 +26,7 @@ class TargetSpec:
     archs: tuple[str, ...] = ()    # cuda: sm_XX, first one is the TVM target's arch
     precision: str = "fp32"        # fp32 | fp16 (GPU, pipeline.mixed_precision) | bf16 (CPU, bf16.py)
     num_cores: int | None = None   # cpu: threads the code is built for
+    cpu: str | None = None         # cpu: LLVM CPU name to build for (default: this machine's)
 
     @property
     def device(self) -> str:
@@ -38,7 +39,7 @@ class TargetSpec:
 
 
 def parse(kind: str = "cpu", arch: str | None = None, precision: str = "fp32",
-          num_cores: int | None = None) -> TargetSpec:
+          num_cores: int | None = None, cpu: str | None = None) -> TargetSpec:
     """Validate the command-line choices; one clear Sam3TvmError for each mistake."""
     if kind not in KINDS:
         raise Sam3TvmError(f"unknown target {kind!r}; choose one of {', '.join(KINDS)}")
@@ -60,16 +61,37 @@ def parse(kind: str = "cpu", arch: str | None = None, precision: str = "fp32",
         raise Sam3TvmError("--precision bf16 is for --target cpu (AVX512_BF16); GPU targets take fp16")
     if num_cores is not None and num_cores < 1:
         raise Sam3TvmError(f"--num-cores must be at least 1, got {num_cores}")
-    return TargetSpec(kind, archs, precision, num_cores)
+    if cpu is not None:
+        if kind != "cpu":
+            raise Sam3TvmError(f"--cpu applies to --target cpu only (got --target {kind})")
+        from tvm.target.codegen import llvm_is_valid_cpu
+
+        triple = str(host_target().attrs["mtriple"])
+        if not cpu or not llvm_is_valid_cpu(cpu, triple):
+            raise Sam3TvmError(f"unknown --cpu {cpu!r} for {triple}: give an LLVM CPU name, e.g. "
+                               "x86-64-v3 (AVX2 + FMA, most x86 CPUs since 2015), znver4, "
+                               "sapphirerapids")
+        if precision == "bf16" and not cpu_has(cpu, "avx512bf16"):
+            raise Sam3TvmError(f"--precision bf16 needs AVX512_BF16, which --cpu {cpu} lacks")
+    return TargetSpec(kind, archs, precision, num_cores, cpu)
 
 
-def host_target(num_cores: int | None = None):
-    """LLVM target for this host: its triple and `mcpu`, and `num-cores`."""
+def cpu_has(cpu: str, feature: str) -> bool:
+    import tvm
+    from tvm.target.codegen import llvm_get_cpu_features
+
+    target = tvm.target.Target({"kind": "llvm", "mtriple": str(host_target().attrs["mtriple"]),
+                                "mcpu": cpu})
+    return feature in {str(f) for f in llvm_get_cpu_features(target)}
+
+
+def host_target(num_cores: int | None = None, cpu: str | None = None):
+    """LLVM target for this host: its triple and `mcpu` (or `cpu`), and `num-cores`."""
     import tvm
 
     host = tvm.target.Target.from_device("cpu")
     return tvm.target.Target({"kind": "llvm", "mtriple": str(host.attrs["mtriple"]),
-                              "mcpu": str(host.attrs["mcpu"]),
+                              "mcpu": cpu or str(host.attrs["mcpu"]),
                               "num-cores": int(num_cores or os.cpu_count() or 1)})
 
 
@@ -78,7 +100,7 @@ def tvm_target(spec: TargetSpec):
     import tvm
 
     if spec.kind == "cpu":
-        return host_target(spec.num_cores)
+        return host_target(spec.num_cores, spec.cpu)
     if spec.kind == "cuda":
         host = host_target(spec.num_cores)
         return tvm.target.Target(

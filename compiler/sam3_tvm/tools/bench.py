@@ -330,6 +330,7 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
     weights = os.path.getsize(os.path.join(bundle, manifest["weights"]))
     report = {
         "machine": _machine(threads), "versions": _versions(), "bundle": os.path.abspath(bundle),
+        "bundle_mcpu": manifest["target"].get("mcpu"),
         "config": manifest["config"]["name"], "runs": runs, "sgemm_peak_gflops": peak,
         "sgemm_gflops": peaks,
         "rows": rows, "cpp_peak_rss_bytes": peak_rss, "weights_bytes": weights,
@@ -388,8 +389,26 @@ def _machine(threads: int) -> dict:
             cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "threads": threads, "logical_cpus": os.cpu_count(),
-            "os": platform.platform()}
+    return {"cpu": cpu, "mcpu": _host_mcpu(), "isa": _isa(), "threads": threads,
+            "logical_cpus": os.cpu_count(), "os": platform.platform()}
+
+
+def _host_mcpu() -> str:
+    """LLVM's name for this CPU (what `compile` builds for by default)."""
+    import tvm
+
+    return str(tvm.target.Target.from_device("cpu").attrs["mcpu"])
+
+
+def _isa() -> list[str]:
+    """The vector extensions that decide speed here (Linux /proc/cpuinfo flags)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next(ln for ln in f if ln.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return []
+    return [name for flag, name in (("avx2", "AVX2"), ("fma", "FMA"), ("avx512f", "AVX-512F"),
+                                    ("avx512_bf16", "AVX512_BF16")) if flag in flags]
 
 
 def _versions() -> dict:
@@ -476,7 +495,8 @@ def write_markdown(report: dict, path: str, plot_path: str | None) -> None:
     """Replace the block between the bench markers of `path` (append it if absent)."""
     m, v = report["machine"], report["versions"]
     lines = [BEGIN, "",
-             f"Machine: {m['cpu']}, {m['threads']} threads ({m['logical_cpus']} logical CPUs), "
+             f"Machine: {m['cpu']} (`mcpu={m.get('mcpu', '?')}`; {', '.join(m.get('isa', [])) or 'ISA unknown'}), "
+             f"{m['threads']} threads ({m['logical_cpus']} logical CPUs), "
              f"{m['os']}. Versions: sam3_tvm {v['sam3_tvm']}, TVM {v['tvm']}, torch {v['torch']}, "
              f"Python {v['python']}. Config `{report['config']}`, random weights, "
              f"{report['runs']} interleaved rounds after one warm-up.",
