@@ -12,19 +12,26 @@ from sam3_tvm.lowering import attention as A
 from sam3_tvm.lowering.targets import host_target
 
 
-def _kernel(tmp_path, bh, lq, lk, d, scale, lanes):
-    mod = tvm.IRModule({"attn": A.attention_func(bh, lq, lk, d, scale).with_attr("global_symbol", "attn")})
+def _kernel(tmp_path, bh, lq, lk, d, scale, lanes, bias=False):
+    func = A.attention_func(bh, lq, lk, d, scale, bias=bias)
+    mod = tvm.IRModule({"attn": func.with_attr("global_symbol", "attn")})
     ex = tvm.compile(mod, target=host_target())
     ex.mod.import_module(A.c_module(lanes))
-    path = os.path.join(tmp_path, f"attn_{lanes}_{bh}_{lq}_{lk}_{d}.so")
+    path = os.path.join(tmp_path, f"attn_{lanes}_{bh}_{lq}_{lk}_{d}_{int(bias)}.so")
     ex.export_library(path, options=["-O3"])
     return tvm.runtime.load_module(path)["attn"]
 
 
-def _reference(q, k, v, scale):
+def _reference(q, k, v, scale, bias=None):
+    """float64; rows whose scores are all -inf give zeros (torch's exported softmax)."""
     s = (q.astype(np.float64) @ k.astype(np.float64).transpose(0, 2, 1)) * scale
-    e = np.exp(s - s.max(-1, keepdims=True))
-    return (e / e.sum(-1, keepdims=True)) @ v.astype(np.float64)
+    if bias is not None:
+        s = s + bias
+    mx = s.max(-1, keepdims=True)
+    dead = np.isneginf(mx)
+    e = np.exp(s - np.where(dead, 0, mx))
+    p = e / np.where(dead, 1, e.sum(-1, keepdims=True))
+    return p @ v.astype(np.float64)
 
 
 SHAPES = [
@@ -53,6 +60,32 @@ def test_kernel_matches_float64_reference(tmp_path, shape, lanes):
         tvm.runtime.tensor(q), tvm.runtime.tensor(k),
         tvm.runtime.tensor(v), out)
     np.testing.assert_allclose(out.numpy(), _reference(q, k, v, scale), atol=5e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("lanes", [16, 8], ids=["avx512", "avx2"])
+@pytest.mark.parametrize("shape", [(2, 70, 144, 32), (3, 21, 576, 4), (2, 5, 37, 16)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_masked_kernel_matches_float64_reference(tmp_path, shape, lanes):
+    """An additive bias (the decoder's box bias), -inf keys (padding), a row masked in its
+    first key blocks only, and fully masked rows (zeros, as torch's exported softmax)."""
+    if lanes == 16 and "avx512f" not in open("/proc/cpuinfo").read():
+        pytest.skip("no AVX-512 on this CPU")
+    bh, lq, lk, d = shape
+    rng = np.random.default_rng(sum(shape) + 1)
+    q = rng.standard_normal((bh, lq, d), dtype=np.float32)
+    k = rng.standard_normal((bh, lk, d), dtype=np.float32) * 2
+    v = rng.standard_normal((bh, lk, d), dtype=np.float32)
+    bias = rng.standard_normal((bh, lq, lk)).astype(np.float32) * 4
+    bias[:, :, lk // 2:][:, :, ::3] = -np.inf      # padded keys
+    bias[0, 1, :] = -np.inf                         # a fully masked row
+    bias[-1, 2, : max(1, lk - 3)] = -np.inf         # only the last keys visible
+    scale = d ** -0.5
+    out = tvm.runtime.tensor(np.zeros((bh, lq, d), np.float32))
+    _kernel(tmp_path, bh, lq, lk, d, scale, lanes, bias=True)(
+        tvm.runtime.tensor(q), tvm.runtime.tensor(k), tvm.runtime.tensor(v), tvm.runtime.tensor(bias), out)
+    got, ref = out.numpy(), _reference(q, k, v, scale, bias)
+    assert np.isfinite(got).all() and not got[0, 1].any()
+    np.testing.assert_allclose(got, ref, atol=5e-6, rtol=1e-5)
 
 
 def test_large_scores_do_not_overflow(tmp_path):
@@ -95,6 +128,18 @@ def test_vit_attention_takes_the_fused_kernel(real_model):
     global block (2 heads, 576 tokens)."""
     assert _fused_calls("image_encoder", real_model) == ["sam3_attention_2_576_576_32",
                                                          "sam3_attention_8_144_144_32"]
+
+
+def test_masked_attention_takes_the_fused_kernel(real_model):
+    """Masked calls with static shapes too: the text encoder's causal mask, and in the
+    grounding head the fusion encoder's self-attention (576 image tokens), the geometry
+    encoder's cross-attention (5 prompt tokens to the image), the decoder's image
+    cross-attention with its box bias (21 queries), the cross-attention to the
+    37 prompt tokens and the prompt self-attention."""
+    assert _fused_calls("text_encoder", real_model) == ["sam3_attention_bias_2_32_32_32"]
+    assert _fused_calls("grounding_head", real_model) == [
+        "sam3_attention_8_576_576_4", "sam3_attention_8_5_576_4", "sam3_attention_bias_8_21_576_4",
+        "sam3_attention_bias_8_576_37_4", "sam3_attention_bias_8_5_5_4"]
 
 
 def test_without_the_flag_nothing_is_fused(real_model):

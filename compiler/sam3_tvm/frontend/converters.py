@@ -272,15 +272,18 @@ def amax(node, importer):
 
 
 def attention(node, importer):
-    """`sam3::attention(q, k, v, scale)` (export.py, CPU targets): the fused kernel of
-    lowering/attention.py as a call_tir."""
+    """`sam3::attention(q, k, v, bias, scale)` (export.py, CPU targets): the fused kernel
+    of lowering/attention.py as a call_tir (with the bias as a fourth input if given)."""
     from sam3_tvm.lowering.attention import attention_func
 
-    q, k, v, scale = importer.retrieve_args(node)
+    q, k, v, bias, scale = importer.retrieve_args(node)
     (n, lq, d), lk = [int(x) for x in q.ty.shape], int(k.ty.shape[1])
     bb = importer.block_builder
-    gv = bb.add_func(attention_func(n, lq, lk, d, float(scale)), f"sam3_attention_{n}_{lq}_{lk}_{d}")
-    return bb.emit(relax.call_tir(gv, [q, k, v], relax.TensorType((n, lq, d), "float32")))
+    has_bias = bias is not None
+    name = f"sam3_attention{'_bias' if has_bias else ''}_{n}_{lq}_{lk}_{d}"
+    gv = bb.add_func(attention_func(n, lq, lk, d, float(scale), bias=has_bias), name)
+    args = [q, k, v] + ([bias] if has_bias else [])
+    return bb.emit(relax.call_tir(gv, args, relax.TensorType((n, lq, d), "float32")))
 
 
 CONVERTERS = {

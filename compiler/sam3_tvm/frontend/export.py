@@ -45,14 +45,20 @@ def _pos_enc_cache_kept(model):
 
 
 @torch.library.custom_op("sam3::attention", mutates_args=())
-def fused_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """softmax(q k^T * scale) v over [N, L, D] tensors: one op in the exported graph,
-    lowered to the fused CPU kernel (lowering/attention.py) by converters.attention."""
-    return torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1) @ v
+def fused_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
+                       scale: float) -> torch.Tensor:
+    """softmax(q k^T * scale + bias) v over [N, L, D] tensors (bias [N, Lq, Lk] or None):
+    one op in the exported graph, lowered to the fused CPU kernel (lowering/attention.py)
+    by converters.attention. Rows whose scores are all -inf give zeros."""
+    s = (q * scale) @ k.transpose(-2, -1)
+    if bias is not None:
+        s = s + bias
+    p = torch.softmax(s, dim=-1).nan_to_num(0.0)
+    return p @ v
 
 
 @fused_attention_op.register_fake
-def _(q, k, v, scale):
+def _(q, k, v, bias, scale):
     return q.new_empty(q.shape)
 
 
@@ -67,10 +73,14 @@ def _fusable(q, k, v) -> bool:
             and q.shape[-1] == k.shape[-1] == v.shape[-1] <= DMAX and k.shape[-2] == v.shape[-2])
 
 
+def _fusable_mask(mask) -> bool:
+    return all(isinstance(d, int) for d in mask.shape) and (mask.dtype == torch.bool or mask.is_floating_point())
+
+
 @contextlib.contextmanager
 def _unmasked_attention_as_math(fused: bool = False):
     """Export `scaled_dot_product_attention` without a mask as matmul-softmax-matmul,
-    or (`fused`, where the shapes allow) as one `sam3::attention` op.
+    or (`fused`, where the shapes allow; masked calls too) as one `sam3::attention` op.
 
     torch.export decomposes SDPA into a "safe" softmax that also checks every row
     for being all -inf (two extra full passes over the score matrix: 16x5184^2
@@ -81,15 +91,23 @@ def _unmasked_attention_as_math(fused: bool = False):
     original = F.scaled_dot_product_attention
 
     def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
-        if attn_mask is not None or dropout_p or is_causal or kw.get("enable_gqa"):
-            return original(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
-                            is_causal=is_causal, scale=scale, **kw)
+        plain = not (dropout_p or is_causal or kw.get("enable_gqa"))
         s = scale if scale is not None else q.shape[-1] ** -0.5
-        if fused and _fusable(q, k, v):
+        if fused and plain and _fusable(q, k, v) and (attn_mask is None or _fusable_mask(attn_mask)):
             lead = q.shape[:-2]
             flat = lambda t: t.reshape(-1, t.shape[-2], t.shape[-1])  # noqa: E731
-            out = fused_attention_op(flat(q), flat(k), flat(v), float(s))
+            bias = None
+            if attn_mask is not None:
+                # the kernel adds a float bias: a boolean mask (True = attend) becomes 0 / -inf
+                if attn_mask.dtype == torch.bool:
+                    attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype).masked_fill(
+                        attn_mask.logical_not(), float("-inf"))
+                bias = flat(attn_mask.to(q.dtype).expand(*lead, q.shape[-2], k.shape[-2]))
+            out = fused_attention_op(flat(q), flat(k), flat(v), bias, float(s))
             return out.reshape(*lead, q.shape[-2], q.shape[-1])
+        if attn_mask is not None or not plain:
+            return original(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
+                            is_causal=is_causal, scale=scale, **kw)
         kt = k.transpose(-2, -1)
         chunks = query_blocks(q.shape, k.shape[-2])
         if chunks == 1:

@@ -52,8 +52,10 @@ SAM3_INLINE vf vset(float x) { return (vf){x, x, x, x, x, x, x, x, x, x, x, x, x
 SAM3_INLINE vf vset(float x) { return (vf){x, x, x, x, x, x, x, x}; }
 #endif
 
-/* e^x for x <= 0 (scores minus their row maximum): Cephes expf, |rel err| ~ 1e-7 */
+/* e^x for x <= 0 (scores minus their row maximum): Cephes expf, |rel err| ~ 1e-7;
+   0 below -87 (masked scores are -inf), where e^x is below FLT_MIN anyway */
 SAM3_INLINE vf vexp(vf x) {
+  vf under = x < vset(-87.0f) ? vset(0.0f) : vset(1.0f);
   x = x < vset(-87.0f) ? vset(-87.0f) : x;
   vf t = x * vset(1.44269504088896341f);
   vf n = (t + vset(12582912.0f)) - vset(12582912.0f); /* round to nearest */
@@ -67,7 +69,7 @@ SAM3_INLINE vf vexp(vf x) {
   p = p * r * r + r + vset(1.0f);
   vi e = (__builtin_convertvector(n, vi) + 127) << 23;
   vf scale; memcpy(&scale, &e, sizeof scale);
-  return p * scale;
+  return p * scale * under;
 }
 
 SAM3_INLINE float sexp(float x) { vf v = vexp(vset(x)); return v[0]; }
@@ -116,9 +118,11 @@ SAM3_INLINE void pv_4(float (*acc)[@DMAX@], float (*p)[KEYS], int64_t r0, const 
   for (int r = 0; r < 4; ++r) for (int j = 0; j < NV; ++j) vstore(acc[r0 + r] + c0 + j * VW, a[r][j]);
 }
 
-/* o[nq, d] = softmax(scale * q[nq, d] k[lk, d]^T) v[lk, d]; nq <= ROWS, d <= DMAX
-   (export_library compiles this file as C++: C linkage for the TIR call) */
+/* o[nq, d] = softmax(scale * q[nq, d] k[lk, d]^T + bias[nq, lk]) v[lk, d]; nq <= ROWS,
+   d <= DMAX; bias (row stride lk) only if has_bias; a row whose scores are all -inf gives
+   zeros (as torch's exported softmax). C linkage for the TIR call (compiled as C++). */
 extern "C" SAM3_ATTN int32_t sam3_attention(float* o, const float* q, const float* k, const float* v,
+                                 const float* bias, int64_t has_bias,
                                  int64_t nq, int64_t lk, int64_t d, float scale) {
   float s[ROWS + 3][KEYS];
   float acc[ROWS + 3][@DMAX@];
@@ -146,6 +150,11 @@ extern "C" SAM3_ATTN int32_t sam3_attention(float* o, const float* q, const floa
           s[r][j] = t * scale;
         }
     }
+    if (has_bias)
+      for (int64_t r = 0; r < nq; ++r) {
+        const float* br = bias + r * lk + k0;
+        for (int64_t j = 0; j < kn; ++j) s[r][j] += br[j];
+      }
     for (int64_t r = 0; r < nq; ++r) {
       float mx = m[r];
       int64_t j = 0;
@@ -156,6 +165,10 @@ extern "C" SAM3_ATTN int32_t sam3_attention(float* o, const float* q, const floa
         mx = h > mx ? h : mx;
       } else {
         for (; j < kn; ++j) mx = s[r][j] > mx ? s[r][j] : mx;
+      }
+      if (mx < -1.0e38f) {  /* every score so far is -inf: nothing to add */
+        for (j = 0; j < kn; ++j) s[r][j] = 0.0f;
+        continue;
       }
       float corr = sexp(m[r] - mx);
       m[r] = mx;
@@ -189,7 +202,7 @@ extern "C" SAM3_ATTN int32_t sam3_attention(float* o, const float* q, const floa
       }
   }
   for (int64_t r = 0; r < nq; ++r) {
-    float inv = 1.0f / l[r];
+    float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
     for (int64_t c = 0; c < d; ++c) o[r * d + c] = acc[r][c] * inv;
   }
   return 0;
@@ -212,9 +225,29 @@ def c_module(lanes: int):
     return create(c_source(lanes), "c", ["sam3_attention"], [])
 
 
-def attention_func(bh: int, lq: int, lk: int, d: int, scale: float):
-    """o[bh, lq, d] = softmax(q k^T * scale) v."""
+def attention_func(bh: int, lq: int, lk: int, d: int, scale: float, bias: bool = False):
+    """o[bh, lq, d] = softmax(q k^T * scale (+ bias[bh, lq, lk])) v."""
     blocks = (lq + ROWS - 1) // ROWS
+
+    if bias:
+        @T.prim_func(private=True)
+        def attention_bias(q: T.Buffer((bh, lq, d), "float32"), k: T.Buffer((bh, lk, d), "float32"),
+                           v: T.Buffer((bh, lk, d), "float32"), b: T.Buffer((bh, lq, lk), "float32"),
+                           o: T.Buffer((bh, lq, d), "float32")):
+            # opaque (8): FuseOps must not merge producers into the extern call
+            T.func_attr({"sam3.attention": True, "tirx.is_scheduled": True, "op_pattern": 8})
+            for t in T.parallel(bh * blocks):
+                T.evaluate(T.call_extern(
+                    "int32", "sam3_attention",
+                    o.access_ptr("w", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
+                    q.access_ptr("r", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
+                    k.access_ptr("r", offset=(t // blocks) * lk * d),
+                    v.access_ptr("r", offset=(t // blocks) * lk * d),
+                    b.access_ptr("r", offset=(t // blocks) * lq * lk + (t % blocks) * ROWS * lk),
+                    T.int64(1), T.int64(T.min(ROWS, lq - (t % blocks) * ROWS)), T.int64(lk),
+                    T.int64(d), T.float32(scale)))
+
+        return attention_bias
 
     @T.prim_func(private=True)
     def attention(q: T.Buffer((bh, lq, d), "float32"), k: T.Buffer((bh, lk, d), "float32"),
@@ -228,6 +261,7 @@ def attention_func(bh: int, lq: int, lk: int, d: int, scale: float):
                 q.access_ptr("r", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
                 k.access_ptr("r", offset=(t // blocks) * lk * d),
                 v.access_ptr("r", offset=(t // blocks) * lk * d),
+                q.access_ptr("r"), T.int64(0),  # no bias (the pointer is not read)
                 T.int64(T.min(ROWS, lq - (t % blocks) * ROWS)), T.int64(lk), T.int64(d),
                 T.float32(scale)))
 
