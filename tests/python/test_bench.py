@@ -52,6 +52,7 @@ def test_machine_and_bundle_cpu_recorded(report):
     assert ("AVX2" in m["isa"]) == (" avx2" in flags) and ("AVX-512F" in m["isa"]) == (" avx512f" in flags)
     assert rep["bundle_mcpu"] == json.load(open(os.path.join(rep["bundle"], "manifest.json")))["target"]["mcpu"]
     assert f"`mcpu={m['mcpu']}`" in md
+    assert rep["versions"]["torch_cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX")
 
 
 def test_alt_bundle_timed_in_the_same_rounds(report):

@@ -417,7 +417,11 @@ def _versions() -> dict:
 
     from sam3_tvm import __version__
 
+    # the vector code PyTorch runs (ATEN_CPU_CAPABILITY=avx2 limits it, e.g. to compare
+    # with an AVX2 bundle; MKL_ENABLE_INSTRUCTIONS=AVX2 does the same for MKL)
     return {"sam3_tvm": __version__, "tvm": tvm.__version__, "torch": torch.__version__,
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "mkl_enable_instructions": os.environ.get("MKL_ENABLE_INSTRUCTIONS", "default"),
             "python": platform.python_version()}
 
 
@@ -497,7 +501,9 @@ def write_markdown(report: dict, path: str, plot_path: str | None) -> None:
     lines = [BEGIN, "",
              f"Machine: {m['cpu']} (`mcpu={m.get('mcpu', '?')}`; {', '.join(m.get('isa', [])) or 'ISA unknown'}), "
              f"{m['threads']} threads ({m['logical_cpus']} logical CPUs), "
-             f"{m['os']}. Versions: sam3_tvm {v['sam3_tvm']}, TVM {v['tvm']}, torch {v['torch']}, "
+             f"{m['os']}. Versions: sam3_tvm {v['sam3_tvm']}, TVM {v['tvm']}, torch {v['torch']} "
+             f"(CPU code {v.get('torch_cpu_capability', '?')}, MKL {v.get('mkl_enable_instructions', '?')}), "
+             f"bundle built for `mcpu={report.get('bundle_mcpu', '?')}`, "
              f"Python {v['python']}. Config `{report['config']}`, random weights, "
              f"{report['runs']} interleaved rounds after one warm-up.",
              "", f"Command: `{report['command']}`", "",
