@@ -11,8 +11,8 @@ from sam3_tvm.model import components as C
 
 def export_component(name: str, model, cfg, fused_attention: bool = False):
     """Return (`torch.export.ExportedProgram`, wrapper module) for component `name`.
-    `fused_attention` (CPU targets): unmasked attention with static shapes is exported
-    as one `sam3::attention` op, which the importer maps to the fused kernel
+    `fused_attention` (CPU targets): attention with static shapes (masked or not) is
+    exported as one `sam3::attention` op, which the importer maps to the fused kernel
     (lowering/attention.py)."""
     import inspect
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def import_component(name: str, model, cfg, no_float64: bool = False, fused_attention: bool = False):
     """torch.export -> Relax. Returns (IRModule without params, params, param names).
-    `fused_attention`: unmasked attention as the fused CPU kernel (lowering/attention.py)."""
+    `fused_attention`: attention as the fused CPU kernel (lowering/attention.py)."""
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 

@@ -14,9 +14,9 @@ matrix products and the row-wise softmax in between. A TIR function parallelises
 tasks over (batch*head, query block). exp is a polynomial (Cephes' expf, relative
 error ~1e-7) so it vectorises.
 
-Used for attention without a mask (export.py routes those calls here on CPU
-targets): the ViT's windowed and global blocks, and every other unmasked
-`scaled_dot_product_attention` in the exported components.
+export.py routes every `scaled_dot_product_attention` with static shapes here on x86
+CPU targets, masked ones too (the mask as a float bias): the ViT's windowed and global
+blocks, the text encoder, the fusion encoder and decoder, the geometry encoder.
 """
 
 from __future__ import annotations
