@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 
-def _tvm_run(module, *inputs, custom=True):
+def _tvm_run(module, *inputs, custom=True, convert_map=None):
     import tvm
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
@@ -15,7 +15,7 @@ def _tvm_run(module, *inputs, custom=True):
     from sam3_tvm.lowering.pipeline import build_pipeline, optimize
 
     ep = torch.export.export(module, tuple(inputs))
-    mod = from_exported_program(ep, custom_convert_map=CONVERTERS if custom else None)
+    mod = from_exported_program(ep, custom_convert_map=convert_map or (CONVERTERS if custom else None))
     target = host_target()
     ex = tvm.compile(optimize(mod, target), target=target, relax_pipeline=build_pipeline())
     vm = relax.VirtualMachine(ex, tvm.cpu())
@@ -174,17 +174,26 @@ def test_convolution(kernel, bias, padding):
         np.testing.assert_allclose(out, m(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel,bias", [(3, True), (5, False)])
-def test_same_convolution_on_a_large_map_as_shifted_matmuls(kernel, bias):
-    from sam3_tvm.frontend.converters import SHIFTED_CONV_MIN_PIXELS
+@pytest.mark.parametrize("cpu", [False, True], ids=["matmuls", "one-kernel"])
+@pytest.mark.parametrize("kernel,bias,batch", [(3, True, 1), (5, False, 1), (3, False, 2)])
+def test_same_convolution_on_a_large_map_as_shifted_matmuls(kernel, bias, batch, cpu):
+    """Both lowerings of a "same" conv on a large map against torch: the tap matmuls
+    (GPU builds) and the one-kernel contraction over taps x channels (CPU builds)."""
+    from tvm.relax.frontend.torch import from_exported_program
+
+    from sam3_tvm.frontend.converters import SHIFTED_CONV_MIN_PIXELS, converters
 
     torch.manual_seed(1)
     m = torch.nn.Conv2d(5, 4, kernel, padding=kernel // 2, bias=bias).eval()
-    x = torch.randn(1, 5, 64, 70)
+    x = torch.randn(batch, 5, 64, 70)
     assert 64 * 70 >= SHIFTED_CONV_MIN_PIXELS
-    (out,) = _tvm_run(m, x)
+    (out,) = _tvm_run(m, x, convert_map=converters(cpu=cpu))
     with torch.no_grad():
         np.testing.assert_allclose(out, m(x).numpy(), rtol=1e-5, atol=1e-5)
+    text = from_exported_program(torch.export.export(m, (x,)),
+                                 custom_convert_map=converters(cpu=cpu)).script()
+    assert "conv2d" not in text
+    assert ("same_conv" in text) == cpu and text.count("R.matmul") == (0 if cpu else kernel ** 2)
 
 
 def test_patchify_convolution():

@@ -58,7 +58,7 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
     fused = spec.kind == "cpu" and attention.supported(target)
     mod, params, names = import_component(
         name, model, cfg, no_float64=spec.precision == "fp16" or spec.kind == "metal",
-        fused_attention=fused)
+        fused_attention=fused, cpu=spec.kind == "cpu")
     if spec.precision == "bf16" and name in BF16_COMPONENTS:
         # before lifting, so the weights are packed to bf16 at compile time
         from sam3_tvm.lowering.bf16 import bf16_linears

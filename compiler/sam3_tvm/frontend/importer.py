@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 
-def import_component(name: str, model, cfg, no_float64: bool = False, fused_attention: bool = False):
+def import_component(name: str, model, cfg, no_float64: bool = False, fused_attention: bool = False,
+                     cpu: bool = False):
     """torch.export -> Relax. Returns (IRModule without params, params, param names).
-    `fused_attention`: attention as the fused CPU kernel (lowering/attention.py)."""
+    `fused_attention`: attention as the fused CPU kernel (lowering/attention.py);
+    `cpu`: the importer's CPU-only lowerings (converters.converters)."""
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 
@@ -15,7 +17,7 @@ def import_component(name: str, model, cfg, no_float64: bool = False, fused_atte
 
     ep, wrapper = export_component(name, model, cfg, fused_attention=fused_attention)
     mod = from_exported_program(ep, keep_params_as_input=True,
-                                custom_convert_map=converters(no_float64))
+                                custom_convert_map=converters(no_float64, cpu=cpu))
     mod = fold_broadcast_weights(mod)
     num_input = int(mod["main"].attrs["num_input"])
     relax_names = [str(v.name) for v in mod["main"].params[num_input:]]

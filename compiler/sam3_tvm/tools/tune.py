@@ -43,7 +43,7 @@ def tune(config: str, components: list[str], trials: int, top: int, seed: int = 
     kernels that the FLOP ranking never picks) instead of the heaviest by FLOPs."""
     from tvm.s_tir import meta_schedule as ms
 
-    from sam3_tvm.lowering import pipeline
+    from sam3_tvm.lowering import attention, pipeline
     from sam3_tvm.model import rope
     from sam3_tvm.frontend.importer import import_component
     from sam3_tvm.lowering.targets import host_target
@@ -61,7 +61,10 @@ def tune(config: str, components: list[str], trials: int, top: int, seed: int = 
     tasks, weights = [], []
     for name in components:
         with step(f"extract kernels of {name}"):
-            mod, params, names = import_component(name, model, model.sam3_tvm_config)
+            # imported as `compile` imports it for this CPU, so the tasks are its kernels
+            mod, params, names = import_component(name, model, model.sam3_tvm_config,
+                                                  fused_attention=attention.supported(target),
+                                                  cpu=True)
             mod, _, _ = lift_params(name, mod, params, names)
             # exactly the kernels `compile` schedules (same legalise/fold/fuse)
             mod = pipeline.optimize(mod, target, schedule=False, use_tuning=False)
