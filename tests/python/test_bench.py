@@ -86,3 +86,38 @@ def test_missing_driver_is_a_clear_error(tiny_bundle, tmp_path):
     r = subprocess.run([sys.executable, "-m", "sam3_tvm.cli", "bench", "--bundle", tiny_bundle,
                         "--exe", str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "bench driver not found" in r.stderr
+
+
+def test_pytorch_bf16_side_runs_under_autocast():
+    """The bf16 bundle's comparator: the official pipeline under PyTorch's bf16 autocast,
+    encoding and prompting on its own state (the fp32 side's features stay fp32)."""
+    import torch
+
+    from sam3_tvm.tools.bench import TorchSide
+
+    ts = TorchSide("tiny", None, 0, SAMPLE)
+    for bf16 in (False, True):
+        for cmd in ("encode", "text", "point"):
+            assert ts.run(cmd, bf16=bf16)[cmd] > 0
+
+    def dtypes(x):
+        if isinstance(x, torch.Tensor):
+            return {x.dtype} if x.is_floating_point() else set()
+        items = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else []
+        return set().union(*[dtypes(v) for v in items]) if items else set()
+
+    assert dtypes(ts.states[False]["backbone_out"]) == {torch.float32}
+    assert torch.bfloat16 in dtypes(ts.states[True]["backbone_out"])
+
+
+def test_bf16_table_has_the_pytorch_bf16_columns():
+    from sam3_tvm.tools.bench import _fmt_row, _header
+
+    st = lambda s: {"median": s, "min": s, "max": s, "runs": [s]}  # noqa: E731
+    row = {"tvm": st(2.0), "torch": st(3.0), "ratio": 1.5, "alt": st(1.0), "alt_speedup": 2.0,
+           "torch_bf16": st(1.5), "alt_vs_torch_bf16": 1.5}
+    head, cells = _header("bf16"), _fmt_row("encode", row, "bf16")
+    assert len(head) == len(cells) and "PyTorch bf16 autocast" in head[-2]
+    assert cells[-2:] == ["1,500.0 (1,500.0-1,500.0)", "1.50x"]
+    # an fp32 alt bundle has no PyTorch bf16 side
+    assert len(_header("fp32")) == len(_fmt_row("encode", row, "fp32")) == len(head) - 2

@@ -89,7 +89,7 @@ class TorchSide:
         self.proc = Sam3Processor(self.model, resolution=self.cfg.image_size, device="cpu",
                                   confidence_threshold=0.5)
         self.image = load_image(image_path)
-        self.state = None
+        self.states = {}  # per precision: the bf16 side prompts on its own encoding
         self.wrappers = {n: C.make(n, self.model).eval() for n in
                          ("text_encoder", "grounding_head", "interactive_decoder")}
         self.inputs = {n: C.example_inputs(n, self.cfg, seed=1, num_points=1) for n in self.wrappers}
@@ -103,21 +103,23 @@ class TorchSide:
             return out
         self.model.backbone.forward_image = timed
 
-    def run(self, cmd: str) -> dict:
-        """One stage; returns {row: seconds}."""
+    def run(self, cmd: str, bf16: bool = False) -> dict:
+        """One stage; returns {row: seconds}. `bf16`: under PyTorch's own bf16 CPU path,
+        `torch.autocast("cpu", torch.bfloat16)` (what a PyTorch user turns on for speed;
+        the comparator of a `--precision bf16` bundle)."""
         torch = self.torch
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             t = time.perf_counter()
             if cmd == "encode":
-                self.state = self.proc.set_image(self.image)
+                self.states[bf16] = self.proc.set_image(self.image)
                 return {"encode": time.perf_counter() - t, "image_encoder": self._backbone_s}
             if cmd == "text":
-                self.proc.set_text_prompt(PROMPT, self.state)
+                self.proc.set_text_prompt(PROMPT, self.states[bf16])
                 out = {"text": time.perf_counter() - t}
                 for n in ("text_encoder", "grounding_head"):
                     out[n] = self._component(n)
                 return out
-            self.model.predict_inst(self.state, point_coords=np.array([POINT]),
+            self.model.predict_inst(self.states[bf16], point_coords=np.array([POINT]),
                                     point_labels=np.array([1]), multimask_output=True)
             return {"point": time.perf_counter() - t,
                     "interactive_decoder": self._component("interactive_decoder")}
@@ -257,7 +259,8 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
               markdown_path: str | None = None, threads: int | None = None,
               alt_bundle: str | None = None) -> dict:
     """`alt_bundle` (e.g. the `--precision bf16` build of the same model) runs as a third
-    side in every round; its rows get the speed-up over `bundle` measured in that round."""
+    side in every round; its rows get the speed-up over `bundle` measured in that round.
+    A bf16 `alt_bundle` brings a fourth side: PyTorch under its bf16 autocast."""
     import torch
 
     from sam3_tvm.bundle.writer import load_manifest
@@ -282,6 +285,7 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
         cpp = CppSide(exe, bundle, image)
         alt = CppSide(exe, alt_bundle, image) if alt_bundle else None
     alt_precision = load_manifest(alt_bundle)["target"].get("precision") if alt_bundle else None
+    torch_bf16 = alt_precision == "bf16"
     samples: dict[str, dict[str, list]] = {}
     try:
         with step("warm-up and FLOP count"):
@@ -303,6 +307,10 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
                     time.sleep(SETTLE_S)
                     for row, s in ts.run(cmd).items():
                         samples.setdefault(row, {"tvm": [], "torch": []})["torch"].append(s)
+                    if torch_bf16:
+                        time.sleep(SETTLE_S)
+                        for row, s in ts.run(cmd, bf16=True).items():
+                            samples[row].setdefault("torch_bf16", []).append(s)
         peak_rss = cpp.ask("encode")["peak_rss_bytes"]
         alt_rss = alt.ask("encode")["peak_rss_bytes"] if alt else None
     finally:
@@ -321,6 +329,10 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
         if s.get("alt"):
             rows[row]["alt"] = _stats(s["alt"])
             rows[row]["alt_speedup"] = rows[row]["tvm"]["median"] / rows[row]["alt"]["median"]
+        if s.get("torch_bf16") and s.get("alt"):
+            rows[row]["torch_bf16"] = _stats(s["torch_bf16"])
+            rows[row]["alt_vs_torch_bf16"] = (rows[row]["torch_bf16"]["median"]
+                                              / rows[row]["alt"]["median"])
     rows.update(lin)
     for r in rows.values():
         r["ratio"] = r["torch"]["median"] / r["tvm"]["median"]
@@ -434,6 +446,9 @@ def _fmt_row(name: str, r: dict, alt: str | None = None) -> list[str]:
     cells = [ROW_LABEL.get(name, name), _ms(r["tvm"]), _ms(r["torch"]), f"{r['ratio']:.2f}x", gf]
     if alt:
         cells += [_ms(r["alt"]), f"{r['alt_speedup']:.2f}x"] if "alt" in r else ["-", "-"]
+    if alt == "bf16":
+        cells += ([_ms(r["torch_bf16"]), f"{r['alt_vs_torch_bf16']:.2f}x"] if "torch_bf16" in r
+                  else ["-", "-"])
     return cells
 
 
@@ -442,7 +457,10 @@ HEADER = ["row", "TVM ms, median (min-max)", "PyTorch ms, median (min-max)",
 
 
 def _header(alt: str | None) -> list[str]:
-    return HEADER + ([f"TVM {alt} ms, median (min-max)", f"{alt} speed-up over TVM fp32"] if alt else [])
+    out = HEADER + ([f"TVM {alt} ms, median (min-max)", f"{alt} speed-up over TVM fp32"] if alt else [])
+    if alt == "bf16":
+        out += ["PyTorch bf16 autocast ms, median (min-max)", "TVM bf16 speed-up over PyTorch bf16"]
+    return out
 
 
 def _alt(report: dict) -> str | None:
@@ -519,6 +537,9 @@ def write_markdown(report: dict, path: str, plot_path: str | None) -> None:
                       f"round): weights {a['weights_bytes'] / 2**30:.2f} GiB, peak RSS "
                       f"**{a['cpp_peak_rss_bytes'] / 2**30:.2f} GiB = {a['cpp_rss_over_weights']:.2f}x** "
                       f"its weights ({a['cpp_rss_over_fp32_weights']:.2f}x the fp32 weights).")
+        if alt == "bf16":
+            lines[-1] += (" PyTorch under its own bf16 path (`torch.autocast(\"cpu\", "
+                          "torch.bfloat16)`) is a fourth side, the bf16 bundle's comparator.")
     head = _header(alt)
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(_fmt_row(k, r, alt)) + " |" for k, r in _ordered(report["rows"])]
