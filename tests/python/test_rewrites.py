@@ -59,3 +59,42 @@ def test_grounding_head_has_no_broadcast_weights():
         if "R.broadcast_to(" in line:
             # whatever broadcasts remain are not 2-D weights fed to a matmul
             assert "R.permute_dims" not in line
+
+
+def test_activation_moves_before_the_reshape_and_fuses_with_the_linear():
+    """torch exports a linear on [B, H, W, C] as reshape, matmul, add, reshape: the
+    activations after it move before the reshape and join the matmul's kernel."""
+    import torch
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.torch import from_exported_program
+
+    from sam3_tvm.frontend.rewrites import activation_before_reshape
+    from sam3_tvm.lowering.pipeline import build_pipeline, optimize
+    from sam3_tvm.lowering.targets import host_target
+
+    class Mlp(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 12)
+            self.out = torch.nn.Linear(12, 4)
+
+        def forward(self, x):
+            return (self.out(torch.nn.functional.gelu(self.fc(x)).relu()),)
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 5, 8)
+    ep = torch.export.export(Mlp().eval(), (x,))
+    mod, params = relax.frontend.detach_params(from_exported_program(ep, keep_params_as_input=True))
+    before = mod["main"].script()
+    assert "R.reshape" in before and "R.nn.gelu" in before
+    mod = activation_before_reshape(mod)
+    target = host_target()
+    opt = optimize(mod, target)
+    fused = [gv.name_hint for gv, f in opt.functions.items() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert any("matmul" in n and "gelu" in n and "relu" in n for n in fused), fused
+    assert not any(n.count("reshape") > 1 for n in fused), fused  # no reshape-pair copy
+    vm = relax.VirtualMachine(tvm.compile(opt, target=target, relax_pipeline=build_pipeline()), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(x.numpy()), *params["main"])[0].numpy()
+    with torch.no_grad():
+        np.testing.assert_allclose(got, ep.module()(x)[0].numpy(), rtol=1e-5, atol=1e-6)

@@ -1,5 +1,6 @@
 """The default CPU schedules fire on the kernels they target and keep results exact."""
 import numpy as np
+import pytest
 import torch
 
 
@@ -50,3 +51,55 @@ def test_every_kernel_is_scheduled_and_results_match():
     assert '"local"' in text  # register-tile accumulators of the contraction rule
     for g_, r in zip(got, ref):
         np.testing.assert_allclose(g_, r.detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def _linear_gelu(m, k, n):
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((m, k), "float32"))
+    w = relax.Var("w", relax.TensorType((k, n), "float32"))
+    b = relax.Var("b", relax.TensorType((n,), "float32"))
+    with bb.function("main", [x, w, b]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.add(bb.emit(relax.op.matmul(x, w)), b))
+            y = bb.emit_output(bb.emit(relax.op.nn.gelu(y)))
+        bb.emit_func_output(y)
+    return bb.get()
+
+
+@pytest.mark.parametrize("m", [60, 1536], ids=["panels", "row-blocks"])
+@pytest.mark.parametrize("k", [96, 1100], ids=["tile-in-registers", "k-blocked"])
+def test_linear_epilogue_joins_the_gemm(k, m):
+    """Bias + GELU after a matmul are computed from the GEMM's own loop nest (from the
+    register tile's write-back, or per column panel right after its last K block), not
+    in parallel nests of their own over full-size intermediates. 1536 rows: tasks are
+    row blocks (on machines with up to 16 cores), 60: column panels."""
+    from sam3_tvm.lowering.schedule import _row_block
+
+    import tvm
+    from tvm import relax
+
+    from sam3_tvm.lowering.pipeline import build_pipeline, optimize
+    from sam3_tvm.lowering.targets import host_target
+
+    n = 128
+    target = host_target()
+    opt = optimize(_linear_gelu(m, k, n), target)
+    (func,) = [f for f in opt.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    text = func.script()
+    assert text.count("T.parallel") == 1, text
+    blk = _row_block(m, 6, target)
+    assert (blk > 0) == (m == 1536 and int(target.attrs["num-cores"]) <= 16)
+    tasks = m // (6 * blk) if blk else n // 64
+    assert f"T.parallel(T.int64({tasks}))" in text
+    assert "T_add_intermediate" not in text and "T_multiply" not in text
+    if k < 512:
+        assert "matmul_intermediate = " not in text  # written straight from the registers
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32) / 16
+    b = rng.standard_normal(n, np.float32)
+    vm = relax.VirtualMachine(tvm.compile(opt, target=target, relax_pipeline=build_pipeline()), tvm.cpu())
+    got = vm["main"](*[tvm.runtime.tensor(a) for a in (x, w, b)]).numpy()
+    ref = torch.nn.functional.gelu(torch.from_numpy(x) @ torch.from_numpy(w) + torch.from_numpy(b))
+    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-5, atol=1e-5)

@@ -13,12 +13,12 @@ def import_component(name: str, model, cfg, no_float64: bool = False, fused_atte
 
     from sam3_tvm.frontend.converters import converters
     from sam3_tvm.frontend.export import export_component
-    from sam3_tvm.frontend.rewrites import fold_broadcast_weights
+    from sam3_tvm.frontend.rewrites import activation_before_reshape, fold_broadcast_weights
 
     ep, wrapper = export_component(name, model, cfg, fused_attention=fused_attention)
     mod = from_exported_program(ep, keep_params_as_input=True,
                                 custom_convert_map=converters(no_float64, cpu=cpu))
-    mod = fold_broadcast_weights(mod)
+    mod = activation_before_reshape(fold_broadcast_weights(mod))
     num_input = int(mod["main"].attrs["num_input"])
     relax_names = [str(v.name) for v in mod["main"].params[num_input:]]
     placeholder_to_fqn = dict(ep.graph_signature.inputs_to_parameters)

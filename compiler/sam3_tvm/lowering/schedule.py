@@ -7,7 +7,9 @@ shape allows, vectorised and register-tiled, with no tuning:
 - `Contraction`: one reduction block (matmul, batch matmul, conv) plus injective
   producers/epilogues. The innermost output axis is vectorised (16 fp32 lanes on
   AVX-512), a second output axis is register-blocked, the accumulator tile lives
-  in a local buffer, and the outer tiles run in parallel.
+  in a local buffer, and the outer tiles (row blocks of large GEMMs, else column
+  panels) run in parallel. An elementwise epilogue (bias, GELU, residual) is
+  computed inside the GEMM's loop nest, not as a pass of its own.
 - TVM's own `dlight.cpu.Reduction` for softmax / layer-norm style kernels.
 - `Injective`: elementwise/copy kernels: fused, parallel, vectorised.
 - `ParallelFallback`: anything else gets its outer spatial loops parallelised.
@@ -17,6 +19,8 @@ so the next rule is tried; correctness never depends on a rule firing.
 """
 
 from __future__ import annotations
+
+import os
 
 from tvm import s_tir, tirx
 from tvm.s_tir import dlight as dl
@@ -157,6 +161,11 @@ class Contraction(_Rule):
             # [batch, j_o, i_o] x [k] x [i_i, j_v, j_i]: the B panel stays in cache across i
             outer = others + [vec_o, reg_o]
             par = others + [vec_o]
+            blk = _row_block(ext[reg_i], rb, target)
+            if blk:
+                reg_oo, reg_o = sch.split(reg_o, factors=[None, blk])
+                outer = others + [reg_oo, vec_o, reg_o]
+                par = others + [reg_oo]
         inner = [reg_in] + ([vec_mid] if vec_mid is not None else []) + [vec_in]
         k_ext = _extent(sch, r_loops[0]) if nr == 1 else None
         if nr == 1 and k_ext is None:  # symbolic K (the memory attention's keys: num_mem * G*G)
@@ -164,6 +173,11 @@ class Contraction(_Rule):
             kc = _largest_divisor(k_sym, (576, 512, 384, 256))
         else:
             kc = _largest_divisor(k_ext, (512, 592, 384, 296, 256)) if k_ext and k_ext > K_BLOCK else 1
+        # epilogue (bias, activation, residual): one elementwise expression written
+        # from the register tile, when the tile is written back once (below); else
+        # its own loop nest over a full-size intermediate
+        rest = [b.block_rv for b in infos if b is not main]
+        epilogue = _fold_epilogue(sch, infos, main, rest)
         local = None
         if not conv_like and kc > 1:
             # long K (e.g. the ViT's 4736->1024 MLP projection): the B panel (K x 64
@@ -171,12 +185,29 @@ class Contraction(_Rule):
             # the row tiles inside each K block; the output tile is accumulated in
             # place (re-read once per K block) instead of in a local buffer.
             ko, ki = sch.split(r_loops[0], factors=[None, kc])
-            sch.reorder(*others, vec_o, ko, reg_o, ki, *inner)
+            sch.reorder(*outer[:-1], ko, reg_o, ki, *inner)
+            if epilogue is not None:
+                # the epilogue of a column panel (of a row block) right after its last
+                # K block, while the panel is still in cache
+                try:
+                    sch.reverse_compute_at(epilogue, vec_o, preserve_unit_loops=True)
+                    rest.remove(epilogue)
+                    *_, col = sch.get_loops(epilogue)
+                    if vl > 1 and _extent(sch, col) and _extent(sch, col) % vl == 0:
+                        sch.vectorize(sch.split(col, factors=[None, vl])[1])
+                except Exception:  # noqa: BLE001  (stays a nest)
+                    pass
         else:
             sch.reorder(*outer, *r_loops, *inner)
             # accumulate in registers: a local tile written back once per tile
             local = sch.cache_write(main.block_rv, 0, "local")
             sch.reverse_compute_at(local, outer[-1], preserve_unit_loops=True)
+            if epilogue is not None:
+                try:
+                    sch.reverse_compute_inline(epilogue)
+                    rest.remove(epilogue)
+                except Exception:  # noqa: BLE001  (not index-aligned: stays a nest)
+                    pass
         # parallel before decompose_reduction (which breaks the compact-dataflow check)
         sch.parallel(sch.fuse(*par) if len(par) > 1 else par[0])
         if rb > 1:
@@ -191,11 +222,41 @@ class Contraction(_Rule):
                 inner = sch.get_loops(blk)[-1]
                 if sch.get(inner).kind != tirx.ForKind.VECTORIZED:
                     sch.vectorize(inner)
-        # producers (padding, ...) and epilogues (bias, activation): own parallel nests
-        for b in infos:
-            if b is not main:
-                _schedule_injective_block(sch, b.block_rv, lanes)
+        # producers (padding, ...) and epilogues not folded: own parallel nests
+        for b in rest:
+            _schedule_injective_block(sch, b, lanes)
         return sch
+
+
+def _row_block(rows, rb, target) -> int:
+    """Register tiles per row block of a GEMM (0: no row blocks). Tasks were column
+    panels over every row, so each task streamed all of A (e.g. 21 MB for the ViT's
+    5184 x 1024 activations) from memory: N/64 times per GEMM with AVX-512 tiles, N/16
+    with AVX2's. A block of up to 72 x 6 rows (~0.3 MB of A per K block) stays in L2
+    across the panels. Zen 4, 2 threads, the ViT's four linears: 193-207 -> 211-219
+    GFLOP/s (AVX-512), 108-154 -> 151-178 (AVX2 build). At least two blocks per core.
+    Not for short A (the 3x3 convolutions' 256 output channels: their weights fit in
+    cache anyway, and blocks made them slower)."""
+    if not isinstance(rows, int) or rows < 1024:
+        return 0
+    tiles = rows // rb
+    cores = int(target.attrs.get("num-cores", 0) or os.cpu_count() or 1)
+    return next((t for t in (72, 48, 32, 24, 16, 8) if tiles % t == 0 and tiles // t >= 2 * cores), 0)
+
+
+def _fold_epilogue(sch, infos, main, rest):
+    """Inline the elementwise blocks after the main block into the last one (dropping
+    them from `rest`); returns that last block, for the tile write-back, or None."""
+    after = [b.block_rv for b in infos[infos.index(main) + 1:]]
+    if not after or not all(b.is_injective() for b in infos[infos.index(main) + 1:]):
+        return None
+    for b in after[:-1]:
+        try:
+            sch.compute_inline(b)
+        except Exception:  # noqa: BLE001  (stays a nest)
+            return None
+        rest.remove(b)
+    return after[-1]
 
 
 class ParallelFallback(_Rule):
