@@ -14,6 +14,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -25,10 +26,18 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// This process's own peak RSS. Linux: VmHWM of /proc/self/status. Not getrusage's
+// ru_maxrss: Linux starts that at the peak of the image replaced by exec, so a driver
+// spawned by `sam3-tvm bench` (a Python process holding the PyTorch model) reported
+// the parent's 4.97 GiB whichever bundle it ran.
 long long peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // kB
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  return static_cast<long long>(ru.ru_maxrss) * 1024;  // Linux reports KiB
+  return static_cast<long long>(ru.ru_maxrss) * 1024;  // elsewhere (KiB on Linux)
 }
 
 nlohmann::json run(sam3::Model& model, const sam3::Image& image,

@@ -121,3 +121,20 @@ def test_bf16_table_has_the_pytorch_bf16_columns():
     assert cells[-2:] == ["1,500.0 (1,500.0-1,500.0)", "1.50x"]
     # an fp32 alt bundle has no PyTorch bf16 side
     assert len(_header("fp32")) == len(_fmt_row("encode", row, "fp32")) == len(head) - 2
+
+
+def test_driver_reports_its_own_peak_rss(tiny_bundle):
+    """sam3-bench is spawned by a process holding the PyTorch model; Linux's ru_maxrss
+    starts a child at its parent's peak after exec, which made every bundle report the
+    Python side's 4.97 GiB. The driver must report its own high-water mark."""
+    import numpy as np
+
+    if not os.path.isfile(BENCH):
+        pytest.fail(f"C++ bench driver not built at {BENCH} (run `make cpp`)")
+    ballast = np.ones(1 << 28, np.float32)  # 1 GiB touched in this (the parent) process
+    r = subprocess.run([BENCH, "--bundle", tiny_bundle, "--image", SAMPLE], input="encode\nquit\n",
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    replies = [json.loads(line) for line in r.stdout.splitlines()]
+    assert float(ballast[-1]) == 1.0
+    assert 0 < replies[-1]["peak_rss_bytes"] < (1 << 30) * 0.75, replies
