@@ -153,7 +153,8 @@ verify-video-full: cpp
 
 # Full-size benchmark: compiled bundle through the C++ runtime vs PyTorch eager, interleaved.
 BENCH_RUNS ?= 3
-# On CPUs with AVX512_BF16 the --precision bf16 build runs as a third side (--alt-bundle).
+# On CPUs with AVX512_BF16 the --precision bf16 build runs as a third side (--alt-bundle),
+# and PyTorch under its bf16 autocast as a fourth (the bf16 bundle's comparator).
 HAS_BF16 := $(shell grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null && echo yes)
 BENCH_ALT := $(if $(HAS_BF16),--alt-bundle $(BUNDLES)/full-bf16,)
 bench: cpp
