@@ -259,6 +259,24 @@ def _patchify_matmul(bb, x, w, wshape, nhw, padding):
 SHIFTED_CONV_MIN_PIXELS = 64 * 64
 
 
+def _padded_rows(bb, x, ci, nhw, padding):
+    """The "same" convolutions' input: padded, each image flattened with the padded row
+    stride (returned too). One extra padded row at the bottom keeps the last tap's
+    window in bounds."""
+    n, h, wd = nhw
+    ph, pw = padding
+    row = wd + 2 * pw
+    xp = bb.emit(relax.op.nn.pad(x, [0, 0, 0, 0, ph, ph + 1, pw, pw]))
+    return bb.emit(relax.op.reshape(xp, [n, ci, (h + 2 * ph + 1) * row])), row
+
+
+def _without_pad_columns(bb, y, co, nhw, row):
+    """[n, co, h * row] -> [n, co, h, w]: each output row's extra padded columns dropped."""
+    n, h, wd = nhw
+    y = bb.emit(relax.op.reshape(y, [n, co, h, row]))
+    return bb.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[wd]))
+
+
 def _shifted_matmuls(bb, x, w, wshape, nhw, padding):
     """A stride-1 "same" convolution on a large map as kh*kw matmuls over shifted
     windows of the padded input, flattened with the padded row stride: tap (i, j)
@@ -267,12 +285,8 @@ def _shifted_matmuls(bb, x, w, wshape, nhw, padding):
     256->256 convs at 288x288 (FPN neck, pixel decoder): 1.48 s as TVM's conv2d
     with our schedule, 0.59 s this way (torch/oneDNN 0.26 s)."""
     co, ci, kh, kw = wshape
-    n, h, wd = nhw
-    ph, pw = padding
-    row = wd + 2 * pw
-    # one extra padded row at the bottom keeps the last tap's window in bounds
-    xp = bb.emit(relax.op.nn.pad(x, [0, 0, 0, 0, ph, ph + 1, pw, pw]))
-    flat = bb.emit(relax.op.reshape(xp, [n, ci, (h + 2 * ph + 1) * row]))
+    h = nhw[1]
+    flat, row = _padded_rows(bb, x, ci, nhw, padding)
     acc = None
     for i in range(kh):
         for j in range(kw):
@@ -283,8 +297,7 @@ def _shifted_matmuls(bb, x, w, wshape, nhw, padding):
                 [co, ci]))
             y = bb.emit(relax.op.matmul(tap, win))
             acc = y if acc is None else bb.emit(relax.op.add(acc, y))
-    y = bb.emit(relax.op.reshape(acc, [n, co, h, row]))
-    return bb.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[wd]))
+    return _without_pad_columns(bb, acc, co, nhw, row)
 
 
 def _shifted_taps_kernel(bb, x, w, wshape, nhw, padding):
@@ -300,12 +313,8 @@ def _shifted_taps_kernel(bb, x, w, wshape, nhw, padding):
     from tvm import te
 
     co, ci, kh, kw = wshape
-    n, h, wd = nhw
-    ph, pw = padding
-    row = wd + 2 * pw
-    # one extra padded row at the bottom keeps the last tap's window in bounds
-    xp = bb.emit(relax.op.nn.pad(x, [0, 0, 0, 0, ph, ph + 1, pw, pw]))
-    flat = bb.emit(relax.op.reshape(xp, [n, ci, (h + 2 * ph + 1) * row]))
+    n, h, _ = nhw
+    flat, row = _padded_rows(bb, x, ci, nhw, padding)
     taps = bb.emit(relax.op.reshape(bb.emit(relax.op.permute_dims(w, [0, 2, 3, 1])),
                                     [co, kh * kw, ci]))
 
@@ -316,8 +325,7 @@ def _shifted_taps_kernel(bb, x, w, wshape, nhw, padding):
             wt[o, t, c] * xf[b, c, p + (t // kw) * row + t % kw], axis=[t, c]), name="same_conv")
 
     y = bb.emit_te(conv, flat, taps, primfunc_name_hint="same_conv")
-    y = bb.emit(relax.op.reshape(y, [n, co, h, row]))
-    return bb.emit(relax.op.strided_slice(y, axes=[3], begin=[0], end=[wd]))
+    return _without_pad_columns(bb, y, co, nhw, row)
 
 
 def amax(node, importer):
