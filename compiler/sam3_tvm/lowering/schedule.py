@@ -247,9 +247,10 @@ def _row_block(rows, rb, target) -> int:
 def _fold_epilogue(sch, infos, main, rest):
     """Inline the elementwise blocks after the main block into the last one (dropping
     them from `rest`); returns that last block, for the tile write-back, or None."""
-    after = [b.block_rv for b in infos[infos.index(main) + 1:]]
-    if not after or not all(b.is_injective() for b in infos[infos.index(main) + 1:]):
+    tail = infos[infos.index(main) + 1:]
+    if not tail or not all(b.is_injective() for b in tail):
         return None
+    after = [b.block_rv for b in tail]
     for b in after[:-1]:
         try:
             sch.compute_inline(b)
