@@ -12,12 +12,13 @@ from sam3_tvm.lowering import attention as A
 from sam3_tvm.lowering.targets import host_target
 
 
-def _kernel(tmp_path, bh, lq, lk, d, scale, lanes, bias=False):
+def _kernel(tmp_path, bh, lq, lk, d, scale, lanes, bias=None):
+    """The kernel built alone; lq / lk None: symbolic lengths."""
     func = A.attention_func(bh, lq, lk, d, scale, bias=bias)
     mod = tvm.IRModule({"attn": func.with_attr("global_symbol", "attn")})
     ex = tvm.compile(mod, target=host_target())
     ex.mod.import_module(A.c_module(lanes))
-    path = os.path.join(tmp_path, f"attn_{lanes}_{bh}_{lq}_{lk}_{d}_{int(bias)}.so")
+    path = os.path.join(tmp_path, f"attn_{lanes}_{bh}_{lq}_{lk}_{d}_{bias}.so")
     ex.export_library(path, options=["-O3"])
     return tvm.runtime.load_module(path)["attn"]
 
@@ -81,11 +82,36 @@ def test_masked_kernel_matches_float64_reference(tmp_path, shape, lanes):
     bias[-1, 2, : max(1, lk - 3)] = -np.inf         # only the last keys visible
     scale = d ** -0.5
     out = tvm.runtime.tensor(np.zeros((bh, lq, d), np.float32))
-    _kernel(tmp_path, bh, lq, lk, d, scale, lanes, bias=True)(
+    _kernel(tmp_path, bh, lq, lk, d, scale, lanes, bias="rows")(
         tvm.runtime.tensor(q), tvm.runtime.tensor(k), tvm.runtime.tensor(v), tvm.runtime.tensor(bias), out)
     got, ref = out.numpy(), _reference(q, k, v, scale, bias)
     assert np.isfinite(got).all() and not got[0, 1].any()
     np.testing.assert_allclose(got, ref, atol=5e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("lanes", [16, 8], ids=["avx512", "avx2"])
+def test_symbolic_lengths_and_per_key_bias(tmp_path, lanes):
+    """One build with symbolic query and key lengths (the SAM decoder's point tokens, the
+    memory attention's memories) run at several lengths, with a per-key bias row shared by
+    every query (padding masks; the memory attention's unused pointer slots at -1e30)."""
+    if lanes == 16 and "avx512f" not in open("/proc/cpuinfo").read():
+        pytest.skip("no AVX-512 on this CPU")
+    bh, d = 2, 32
+    fn = _kernel(tmp_path, bh, None, None, d, d ** -0.5, lanes, bias="keys")
+    for lq, lk in [(3, 576), (70, 200), (130, 1152 + 20)]:
+        rng = np.random.default_rng(lq + lk)
+        q = rng.standard_normal((bh, lq, d), dtype=np.float32)
+        k = rng.standard_normal((bh, lk, d), dtype=np.float32) * 2
+        v = rng.standard_normal((bh, lk, d), dtype=np.float32)
+        kb = np.zeros((bh, 1, lk), np.float32)
+        kb[:, :, -20:][:, :, ::2] = -1e30   # unused pointer slots
+        kb[1, :, 5:9] = -np.inf             # padded keys
+        out = tvm.runtime.tensor(np.zeros((bh, lq, d), np.float32))
+        fn(tvm.runtime.tensor(q), tvm.runtime.tensor(k), tvm.runtime.tensor(v), tvm.runtime.tensor(kb), out)
+        ref = _reference(q, k, v, d ** -0.5, np.broadcast_to(kb, (bh, lq, lk)))
+        np.testing.assert_allclose(out.numpy(), ref, atol=5e-6, rtol=1e-5, err_msg=f"lq={lq} lk={lk}")
+    with pytest.raises(ValueError, match="bias must be"):
+        A.attention_func(bh, 4, 4, d, 1.0, bias="cols")
 
 
 def test_large_scores_do_not_overflow(tmp_path):
@@ -131,15 +157,48 @@ def test_vit_attention_takes_the_fused_kernel(real_model):
 
 
 def test_masked_attention_takes_the_fused_kernel(real_model):
-    """Masked calls with static shapes too: the text encoder's causal mask, and in the
+    """Masked calls too: the text encoder's causal mask (a bias per score), and in the
     grounding head the fusion encoder's self-attention (576 image tokens), the geometry
     encoder's cross-attention (5 prompt tokens to the image), the decoder's image
-    cross-attention with its box bias (21 queries), the cross-attention to the
-    37 prompt tokens and the prompt self-attention."""
+    cross-attention with its box bias (21 queries), the `nn.MultiheadAttention` calls that
+    asked for weights (the decoder's self-attention over its 21 queries, its text
+    cross-attention to the 37 prompt tokens), the fusion encoder's cross-attention to the
+    prompt and the prompt self-attention: the padding masks stay one row of per-key terms."""
     assert _fused_calls("text_encoder", real_model) == ["sam3_attention_bias_2_32_32_32"]
     assert _fused_calls("grounding_head", real_model) == [
-        "sam3_attention_8_576_576_4", "sam3_attention_8_5_576_4", "sam3_attention_bias_8_21_576_4",
-        "sam3_attention_bias_8_576_37_4", "sam3_attention_bias_8_5_5_4"]
+        "sam3_attention_8_21_21_4", "sam3_attention_8_576_576_4", "sam3_attention_8_5_576_4",
+        "sam3_attention_bias_8_21_576_4", "sam3_attention_keybias_8_21_37_4",
+        "sam3_attention_keybias_8_576_37_4", "sam3_attention_keybias_8_5_5_4"]
+
+
+def test_symbolic_attention_takes_the_fused_kernel(real_model):
+    """Symbolic lengths too (n): the SAM decoder's token self-attention and its two
+    cross-attentions with the image, and the tracker's memory attention (self-attention
+    over the frame, cross-attention to num_mem memories + the pointer slots, whose
+    unused-slot bias is per key). No softmax is left outside the kernel in any component."""
+    from sam3_tvm.frontend.importer import import_component
+    from sam3_tvm.model.components import COMPONENTS
+
+    assert _fused_calls("interactive_decoder", real_model) == [
+        "sam3_attention_8_576_n_2", "sam3_attention_8_n_576_2", "sam3_attention_8_n_n_4"]
+    assert _fused_calls("memory_attention", real_model) == [
+        "sam3_attention_1_576_576_32", "sam3_attention_keybias_1_576_n_32"]
+    for name in COMPONENTS:
+        mod, _, _ = import_component(name, real_model, real_model.sam3_tvm_config, fused_attention=True)
+        text = str(mod)
+        assert "R.nn.softmax" not in text and "R.exp(" not in text, name
+
+
+def test_export_restores_torch(real_model):
+    """The export's attention patches (SDPA, need_weights) end with the export."""
+    import torch.nn.functional as F
+
+    from sam3_tvm.frontend.export import export_component, fused_attention_enabled
+
+    sdpa, mha = F.scaled_dot_product_attention, F.multi_head_attention_forward
+    export_component("grounding_head", real_model, real_model.sam3_tvm_config, fused_attention=True)
+    assert F.scaled_dot_product_attention is sdpa and F.multi_head_attention_forward is mha
+    assert not fused_attention_enabled()
 
 
 def test_without_the_flag_nothing_is_fused(real_model):

@@ -7,6 +7,7 @@ They are called as `fn(node, importer)` by `from_exported_program`.
 from __future__ import annotations
 
 import torch
+import tvm
 from tvm import relax
 
 
@@ -340,16 +341,25 @@ def amax(node, importer):
 
 def attention(node, importer):
     """`sam3::attention(q, k, v, bias, scale)` (export.py, CPU targets): the fused kernel
-    of lowering/attention.py as a call_tir (with the bias as a fourth input if given)."""
+    of lowering/attention.py as a call_tir (with the bias as a fourth input if given: one
+    row per query, or one row of per-key terms). Query and key lengths may be symbolic."""
     from sam3_tvm.lowering.attention import attention_func
 
     q, k, v, bias, scale = importer.retrieve_args(node)
-    (n, lq, d), lk = [int(x) for x in q.ty.shape], int(k.ty.shape[1])
+    n, d = int(q.ty.shape[0]), int(q.ty.shape[2])
+    lq, lk = q.ty.shape[1], k.ty.shape[1]
+    static = lambda x: int(x) if isinstance(x, tvm.tirx.IntImm) else None  # noqa: E731
+    mode = None
+    if bias is not None:
+        per_key = isinstance(bias.ty.shape[1], tvm.tirx.IntImm) and int(bias.ty.shape[1]) == 1 \
+            and static(lq) != 1
+        mode = "keys" if per_key else "rows"
     bb = importer.block_builder
-    has_bias = bias is not None
-    name = f"sam3_attention{'_bias' if has_bias else ''}_{n}_{lq}_{lk}_{d}"
-    gv = bb.add_func(attention_func(n, lq, lk, d, float(scale), bias=has_bias), name)
-    args = [q, k, v] + ([bias] if has_bias else [])
+    label = lambda x: str(static(x)) if static(x) is not None else "n"  # noqa: E731
+    tag = {None: "", "rows": "_bias", "keys": "_keybias"}[mode]
+    name = f"sam3_attention{tag}_{n}_{label(lq)}_{label(lk)}_{d}"
+    gv = bb.add_func(attention_func(n, static(lq), static(lk), d, float(scale), bias=mode), name)
+    args = [q, k, v] + ([bias] if mode else [])
     return bb.emit(relax.call_tir(gv, args, relax.TensorType((n, lq, d), "float32")))
 
 

@@ -11,9 +11,9 @@ from sam3_tvm.model import components as C
 
 def export_component(name: str, model, cfg, fused_attention: bool = False):
     """Return (`torch.export.ExportedProgram`, wrapper module) for component `name`.
-    `fused_attention` (CPU targets): attention with static shapes (masked or not) is
-    exported as one `sam3::attention` op, which the importer maps to the fused kernel
-    (lowering/attention.py)."""
+    `fused_attention` (CPU targets): attention (masked or not, static or symbolic lengths,
+    static head width) is exported as one `sam3::attention` op, which the importer maps
+    to the fused kernel (lowering/attention.py)."""
     import inspect
 
     wrapper = C.make(name, model)
@@ -62,19 +62,34 @@ def _(q, k, v, bias, scale):
     return q.new_empty(q.shape)
 
 
+def _static(x) -> bool:
+    return isinstance(x, int)
+
+
 def _fusable(q, k, v) -> bool:
-    """Static shapes, the same leading dims, v as wide as q (the kernel's contract)."""
+    """The same static leading dims, v as wide as q, a static head width of at most DMAX
+    (the kernel's contract); the query and key lengths may be symbolic."""
     from sam3_tvm.lowering.attention import DMAX
 
-    shapes = (q.shape, k.shape, v.shape)
-    if not all(isinstance(d, int) for s in shapes for d in s) or q.dim() < 3:
+    if q.dim() < 3 or not q.dim() == k.dim() == v.dim():
         return False
-    return (q.dim() == k.dim() == v.dim() and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
-            and q.shape[-1] == k.shape[-1] == v.shape[-1] <= DMAX and k.shape[-2] == v.shape[-2])
+    if not all(_static(x) for t in (q, k, v) for x in (*t.shape[:-2], t.shape[-1])):
+        return False
+    return (tuple(q.shape[:-2]) == tuple(k.shape[:-2]) == tuple(v.shape[:-2])
+            and q.shape[-1] == k.shape[-1] == v.shape[-1] <= DMAX and bool(k.shape[-2] == v.shape[-2]))
 
 
 def _fusable_mask(mask) -> bool:
-    return all(isinstance(d, int) for d in mask.shape) and (mask.dtype == torch.bool or mask.is_floating_point())
+    return mask.dtype == torch.bool or mask.is_floating_point()
+
+
+_FUSING = [False]
+
+
+def fused_attention_enabled() -> bool:
+    """True while a component is exported for the fused kernel (model code that writes its
+    own attention, such as the memory attention, takes the kernel's form then)."""
+    return _FUSING[0]
 
 
 @contextlib.contextmanager
@@ -85,10 +100,15 @@ def _unmasked_attention_as_math(fused: bool = False):
     torch.export decomposes SDPA into a "safe" softmax that also checks every row
     for being all -inf (two extra full passes over the score matrix: 16x5184^2
     floats per global ViT block). Without a mask no score is -inf, so the plain
-    softmax is the same function. Masked calls keep the original decomposition."""
+    softmax is the same function. Masked calls keep the original decomposition.
+
+    With `fused`, `nn.MultiheadAttention` calls run with `need_weights=False`: asked for
+    the weights (its default), PyTorch computes attention as bmm-softmax-bmm instead of
+    SDPA; no exported component reads them (a caller that did would fail on None)."""
     import torch.nn.functional as F
 
     original = F.scaled_dot_product_attention
+    original_mha = F.multi_head_attention_forward
 
     def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
         plain = not (dropout_p or is_causal or kw.get("enable_gqa"))
@@ -102,7 +122,10 @@ def _unmasked_attention_as_math(fused: bool = False):
                 if attn_mask.dtype == torch.bool:
                     attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype).masked_fill(
                         attn_mask.logical_not(), float("-inf"))
-                bias = flat(attn_mask.to(q.dtype).expand(*lead, q.shape[-2], k.shape[-2]))
+                # a mask with one row (padding: per key) stays one row, not one per query
+                per_key = attn_mask.dim() >= 2 and _static(attn_mask.shape[-2]) and attn_mask.shape[-2] == 1
+                rows = 1 if per_key else q.shape[-2]
+                bias = flat(attn_mask.to(q.dtype).expand(*lead, rows, k.shape[-2]))
             out = fused_attention_op(flat(q), flat(k), flat(v), bias, float(s))
             return out.reshape(*lead, q.shape[-2], q.shape[-1])
         if attn_mask is not None or not plain:
@@ -115,11 +138,20 @@ def _unmasked_attention_as_math(fused: bool = False):
         return torch.cat([torch.softmax((qc * s) @ kt, dim=-1) @ v
                           for qc in q.chunk(chunks, dim=-2)], dim=-2)
 
+    def mha(*args, **kw):
+        kw["need_weights"] = False
+        return original_mha(*args, **kw)[0], None
+
     F.scaled_dot_product_attention = sdpa
+    if fused:
+        F.multi_head_attention_forward = mha
+    _FUSING[0] = fused
     try:
         yield
     finally:
         F.scaled_dot_product_attention = original
+        F.multi_head_attention_forward = original_mha
+        _FUSING[0] = False
 
 
 SCORE_CHUNK_BYTES = 64 << 20

@@ -14,9 +14,11 @@ matrix products and the row-wise softmax in between. A TIR function parallelises
 tasks over (batch*head, query block). exp is a polynomial (Cephes' expf, relative
 error ~1e-7) so it vectorises.
 
-export.py routes every `scaled_dot_product_attention` with static shapes here on x86
-CPU targets, masked ones too (the mask as a float bias): the ViT's windowed and global
-blocks, the text encoder, the fusion encoder and decoder, the geometry encoder.
+export.py routes every attention of the model here on x86 CPU targets, masked ones too
+(the mask as a float bias, one row per query or, for padding masks, one row of per-key
+terms), with static or symbolic lengths: the ViT's windowed and global blocks, the text
+encoder, the fusion encoder and decoder (`nn.MultiheadAttention` calls included), the
+geometry encoder, the SAM decoder's two-way transformer, the tracker's memory attention.
 """
 
 from __future__ import annotations
@@ -119,10 +121,12 @@ SAM3_INLINE void pv_4(float (*acc)[@DMAX@], float (*p)[KEYS], int64_t r0, const 
 }
 
 /* o[nq, d] = softmax(scale * q[nq, d] k[lk, d]^T + bias[nq, lk]) v[lk, d]; nq <= ROWS,
-   d <= DMAX; bias (row stride lk) only if has_bias; a row whose scores are all -inf gives
-   zeros (as torch's exported softmax). C linkage for the TIR call (compiled as C++). */
+   d <= DMAX; bias only if has_bias, its rows bias_rs floats apart (lk: one row per query;
+   0: one row of per-key terms for every query, e.g. padded keys); a row whose scores are
+   all -inf gives zeros (as torch's exported softmax). C linkage for the TIR call (compiled
+   as C++). */
 extern "C" SAM3_ATTN int32_t sam3_attention(float* o, const float* q, const float* k, const float* v,
-                                 const float* bias, int64_t has_bias,
+                                 const float* bias, int64_t has_bias, int64_t bias_rs,
                                  int64_t nq, int64_t lk, int64_t d, float scale) {
   float s[ROWS + 3][KEYS];
   float acc[ROWS + 3][@DMAX@];
@@ -152,7 +156,7 @@ extern "C" SAM3_ATTN int32_t sam3_attention(float* o, const float* q, const floa
     }
     if (has_bias)
       for (int64_t r = 0; r < nq; ++r) {
-        const float* br = bias + r * lk + k0;
+        const float* br = bias + r * bias_rs + k0;
         for (int64_t j = 0; j < kn; ++j) s[r][j] += br[j];
       }
     for (int64_t r = 0; r < nq; ++r) {
@@ -225,14 +229,25 @@ def c_module(lanes: int):
     return create(c_source(lanes), "c", ["sam3_attention"], [])
 
 
-def attention_func(bh: int, lq: int, lk: int, d: int, scale: float, bias: bool = False):
-    """o[bh, lq, d] = softmax(q k^T * scale (+ bias[bh, lq, lk])) v."""
+def attention_func(bh: int, lq, lk, d: int, scale: float, bias: str | None = None):
+    """o[bh, lq, d] = softmax(q k^T * scale + bias) v. `lq`, `lk`: ints, or None for a
+    symbolic length (the SAM decoder's point tokens, the memory attention's memories).
+    `bias`: None; "rows", a [bh, lq, lk] term per score; "keys", a [bh, 1, lk] term per key
+    shared by every query (padding masks: a [bh, lq, lk] copy would be as large as the
+    scores)."""
+    lq = tvm.tirx.Var("lq", "int64") if lq is None else lq
+    lk = tvm.tirx.Var("lk", "int64") if lk is None else lk
     blocks = (lq + ROWS - 1) // ROWS
+    if bias is not None and bias not in ("rows", "keys"):
+        raise ValueError(f"bias must be None, 'rows' or 'keys', not {bias!r}")
 
-    if bias:
+    if bias is not None:
+        bias_rows = lq if bias == "rows" else 1
+        bias_rs = lk if bias == "rows" else 0
+
         @T.prim_func(private=True)
         def attention_bias(q: T.Buffer((bh, lq, d), "float32"), k: T.Buffer((bh, lk, d), "float32"),
-                           v: T.Buffer((bh, lk, d), "float32"), b: T.Buffer((bh, lq, lk), "float32"),
+                           v: T.Buffer((bh, lk, d), "float32"), b: T.Buffer((bh, bias_rows, lk), "float32"),
                            o: T.Buffer((bh, lq, d), "float32")):
             # opaque (8): FuseOps must not merge producers into the extern call
             T.func_attr({"sam3.attention": True, "tirx.is_scheduled": True, "op_pattern": 8})
@@ -243,9 +258,9 @@ def attention_func(bh: int, lq: int, lk: int, d: int, scale: float, bias: bool =
                     q.access_ptr("r", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
                     k.access_ptr("r", offset=(t // blocks) * lk * d),
                     v.access_ptr("r", offset=(t // blocks) * lk * d),
-                    b.access_ptr("r", offset=(t // blocks) * lq * lk + (t % blocks) * ROWS * lk),
-                    T.int64(1), T.int64(T.min(ROWS, lq - (t % blocks) * ROWS)), T.int64(lk),
-                    T.int64(d), T.float32(scale)))
+                    b.access_ptr("r", offset=(t // blocks) * bias_rows * lk + (t % blocks) * ROWS * bias_rs),
+                    T.int64(1), T.int64(bias_rs), T.int64(T.min(ROWS, lq - (t % blocks) * ROWS)),
+                    T.int64(lk), T.int64(d), T.float32(scale)))
 
         return attention_bias
 
@@ -261,7 +276,7 @@ def attention_func(bh: int, lq: int, lk: int, d: int, scale: float, bias: bool =
                 q.access_ptr("r", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
                 k.access_ptr("r", offset=(t // blocks) * lk * d),
                 v.access_ptr("r", offset=(t // blocks) * lk * d),
-                q.access_ptr("r"), T.int64(0),  # no bias (the pointer is not read)
+                q.access_ptr("r"), T.int64(0), T.int64(0),  # no bias (the pointer is not read)
                 T.int64(T.min(ROWS, lq - (t % blocks) * ROWS)), T.int64(lk), T.int64(d),
                 T.float32(scale)))
 

@@ -10,9 +10,11 @@ Shapes are what the official call builds, with two changes that keep the answer:
   Unused slots get a -1e30 score bias, so their softmax weight is exactly 0 (every row
   has at least G*G valid keys). The official code has no padding; with all slots valid
   it is the same computation.
-- The cross-attention's softmax runs over the memory keys and the pointer keys without
-  concatenating them (`_attend_two_parts`), so the large symbolic part keeps a length
-  the CPU schedules can tile and block.
+- Where attention is not fused (GPU builds), the cross-attention's softmax runs over the
+  memory keys and the pointer keys without concatenating them (`_attend_two_parts`), so
+  the large symbolic part keeps a length the schedules can tile and block. CPU builds
+  concatenate them for the fused kernel (lowering/attention.py), the pointer bias as a
+  per-key term.
 
 The RoPE of `RoPEAttention` is applied in real arithmetic (`rope.rotate_pairs`, TVM has
 no complex dtype), to the queries and to the spatial-memory keys only (the official
@@ -48,20 +50,12 @@ def _sine_pe(pos: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _attend(q, k, v):
-    """Attention of q [1,Lq,C] over k, v [1,Lk,C] (one head, scale C^-0.5), in query
-    blocks so that no score block exceeds the export's score budget."""
-    from sam3_tvm.frontend.export import query_blocks
+    """Attention of q [1,Lq,C] over k, v [1,Lk,C] (one head, scale C^-0.5). Through
+    `scaled_dot_product_attention`, which the export turns into the fused CPU kernel, or
+    elsewhere into query blocks within the export's score budget (export.py)."""
+    import torch.nn.functional as F
 
-    scale = q.shape[-1] ** -0.5
-    kt = k.transpose(-2, -1)
-
-    def block(qb):
-        return torch.softmax((qb * scale) @ kt, dim=-1) @ v
-
-    n = query_blocks(q.shape, k.shape[-2])
-    if n == 1:
-        return block(q)
-    return torch.cat([block(qb) for qb in q.chunk(n, dim=-2)], dim=-2)
+    return F.scaled_dot_product_attention(q, k, v)
 
 
 def _attend_two_parts(q, k_mem, v_mem, k_ptr, v_ptr, ptr_bias, max_keys):
@@ -69,9 +63,19 @@ def _attend_two_parts(q, k_mem, v_mem, k_ptr, v_ptr, ptr_bias, max_keys):
     computed without concatenating: one row max and one normaliser over both parts, then
     (e_mem @ v_mem + e_ptr @ v_ptr) / sum. The spatial-memory part keeps its symbolic
     length num_mem*G*G, a multiple of G*G, which the CPU schedules can block; the
-    pointer part is small and static."""
-    from sam3_tvm.frontend.export import query_blocks
+    pointer part is small and static.
 
+    Exported for the fused CPU kernel (export.fused_attention_enabled), the two parts are
+    one key sequence instead, with the pointer bias as a per-key term: the kernel walks
+    the keys in blocks whatever their number, and no score matrix exists."""
+    import torch.nn.functional as F
+
+    from sam3_tvm.frontend.export import fused_attention_enabled, query_blocks
+
+    if fused_attention_enabled():
+        k, v = torch.cat([k_mem, k_ptr], dim=1), torch.cat([v_mem, v_ptr], dim=1)
+        key_bias = torch.cat([k_mem.new_zeros(k_mem.shape[1]), ptr_bias.to(k_mem.dtype)])
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias[None, None])
     scale = q.shape[-1] ** -0.5
     k_mem_t, k_ptr_t = k_mem.transpose(-2, -1), k_ptr.transpose(-2, -1)
 
