@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default sm_80); one fat binary per component, built with nvcc")
     s.add_argument("--precision", default="fp32", help="fp32 (default); fp16 (GPU targets: "
                    "fp16 matmuls/convolutions; norms, softmax and residuals stay fp32); bf16 (CPU "
-                   "with AVX512_BF16: linear layers in bf16 with fp32 accumulation, the rest fp32)")
+                   "with AVX512_BF16: the encoders' linear layers and attention on bf16 products with fp32 "
+                   "accumulation, the rest fp32)")
     s.add_argument("--out", required=True, help="bundle directory to write")
     s.set_defaults(func=cmd_compile)
 

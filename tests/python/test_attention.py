@@ -23,6 +23,11 @@ def _kernel(tmp_path, bh, lq, lk, d, scale, lanes, bias=None):
     return tvm.runtime.load_module(path)["attn"]
 
 
+def _t(k):
+    """The kernel takes the keys transposed, [bh, d, lk]."""
+    return np.ascontiguousarray(k.transpose(0, 2, 1))
+
+
 def _reference(q, k, v, scale, bias=None):
     """float64; rows whose scores are all -inf give zeros (torch's exported softmax)."""
     s = (q.astype(np.float64) @ k.astype(np.float64).transpose(0, 2, 1)) * scale
@@ -58,7 +63,7 @@ def test_kernel_matches_float64_reference(tmp_path, shape, lanes):
     scale = d ** -0.5
     out = tvm.runtime.tensor(np.zeros((bh, lq, d), np.float32))
     _kernel(tmp_path, bh, lq, lk, d, scale, lanes)(
-        tvm.runtime.tensor(q), tvm.runtime.tensor(k),
+        tvm.runtime.tensor(q), tvm.runtime.tensor(_t(k)),
         tvm.runtime.tensor(v), out)
     np.testing.assert_allclose(out.numpy(), _reference(q, k, v, scale), atol=5e-6, rtol=1e-5)
 
@@ -83,7 +88,7 @@ def test_masked_kernel_matches_float64_reference(tmp_path, shape, lanes):
     scale = d ** -0.5
     out = tvm.runtime.tensor(np.zeros((bh, lq, d), np.float32))
     _kernel(tmp_path, bh, lq, lk, d, scale, lanes, bias="rows")(
-        tvm.runtime.tensor(q), tvm.runtime.tensor(k), tvm.runtime.tensor(v), tvm.runtime.tensor(bias), out)
+        tvm.runtime.tensor(q), tvm.runtime.tensor(_t(k)), tvm.runtime.tensor(v), tvm.runtime.tensor(bias), out)
     got, ref = out.numpy(), _reference(q, k, v, scale, bias)
     assert np.isfinite(got).all() and not got[0, 1].any()
     np.testing.assert_allclose(got, ref, atol=5e-6, rtol=1e-5)
@@ -107,11 +112,77 @@ def test_symbolic_lengths_and_per_key_bias(tmp_path, lanes):
         kb[:, :, -20:][:, :, ::2] = -1e30   # unused pointer slots
         kb[1, :, 5:9] = -np.inf             # padded keys
         out = tvm.runtime.tensor(np.zeros((bh, lq, d), np.float32))
-        fn(tvm.runtime.tensor(q), tvm.runtime.tensor(k), tvm.runtime.tensor(v), tvm.runtime.tensor(kb), out)
+        fn(tvm.runtime.tensor(q), tvm.runtime.tensor(_t(k)), tvm.runtime.tensor(v), tvm.runtime.tensor(kb), out)
         ref = _reference(q, k, v, d ** -0.5, np.broadcast_to(kb, (bh, lq, lk)))
         np.testing.assert_allclose(out.numpy(), ref, atol=5e-6, rtol=1e-5, err_msg=f"lq={lq} lk={lk}")
     with pytest.raises(ValueError, match="bias must be"):
         A.attention_func(bh, 4, 4, d, 1.0, bias="cols")
+
+
+def _bf16(x):
+    """Round to bf16 (nearest even) and back, as the kernel rounds its operands."""
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return u.astype(np.uint32).view(np.float32)
+
+
+@pytest.mark.parametrize("shape,bias", [((2, 70, 150, 32), "rows"), ((3, 64, 64, 64), None),
+                                        ((1, 130, 200, 256), "keys"), ((2, 5, 7, 16), "keys")],
+                         ids=["tails-rows", "exact", "d256-keys", "tiny-keys"])
+def test_bf16_kernel(tmp_path, shape, bias):
+    """`--precision bf16`: against float64 attention of the bf16-rounded q, k, v (what is left
+    is the softmax weights' rounding, ~2^-9 each) and of the fp32 inputs (the bf16 bundle's
+    bound, rel L2 <= 1e-2); key tails padded inside the kernel, -inf keys, a fully masked
+    row (zeros)."""
+    from sam3_tvm.bundle.runtime import cpu_has_bf16
+
+    if not cpu_has_bf16():
+        pytest.skip("no AVX512_BF16 on this CPU")
+    bh, lq, lk, d = shape
+    rng = np.random.default_rng(sum(shape) + 7)
+    q = rng.standard_normal((bh, lq, d), dtype=np.float32)
+    k = rng.standard_normal((bh, lk, d), dtype=np.float32) * 2
+    v = rng.standard_normal((bh, lk, d), dtype=np.float32)
+    b = None
+    if bias:
+        b = (rng.standard_normal((bh, lq if bias == "rows" else 1, lk)) * 2).astype(np.float32)
+        b[..., 3] = -np.inf
+        if bias == "rows":
+            b[0, 1, :] = -np.inf
+    func = A.attention_bf16_func(bh, lq, lk, d, d ** -0.5, bias)
+    mod = tvm.IRModule({"attn": func.with_attr("global_symbol", "attn")})
+    ex = tvm.compile(mod, target=host_target())
+    ex.mod.import_module(A.c_module(16, bf16=True))
+    path = os.path.join(tmp_path, "attn_bf16.so")
+    ex.export_library(path, options=["-O3"])
+    out = tvm.runtime.tensor(np.zeros((bh, lq, d), np.float32))
+    args = [q, _t(k), v] + ([b] if bias else [])
+    tvm.runtime.load_module(path)["attn"](*(tvm.runtime.tensor(a) for a in args), out)
+    got = out.numpy()
+    full_b = None if b is None else np.broadcast_to(b, (bh, lq, lk))
+    rounded = _reference(_bf16(q), _bf16(k), _bf16(v), d ** -0.5, full_b)
+    exact = _reference(q, k, v, d ** -0.5, full_b)
+    rel = lambda a, r: np.linalg.norm(a - r) / np.linalg.norm(r)  # noqa: E731
+    assert np.isfinite(got).all()
+    assert rel(got, rounded) < 3e-3 and rel(got, exact) < 1e-2, (rel(got, rounded), rel(got, exact))
+    if bias == "rows":
+        assert not got[0, 1].any()
+
+
+def test_bf16_kernel_contract():
+    """Symbolic lengths and head widths that are not a multiple of 16 stay on the fp32
+    kernel; `to_bf16` swaps only the calls the bf16 kernel takes."""
+    assert A.bf16_supported(4, 576, 576, 64) and not A.bf16_supported(4, None, 576, 64)
+    assert not A.bf16_supported(8, 21, 37, 4)
+    with pytest.raises(ValueError, match="no bf16 attention kernel"):
+        A.attention_bf16_func(8, 21, 37, 4, 0.5)
+    mod = tvm.IRModule({"a": A.attention_func(4, 576, 576, 64, 0.125),
+                        "b": A.attention_func(8, 21, 37, 4, 0.5, bias="keys"),
+                        "c": A.attention_func(1, None, 100, 32, 0.2)})
+    out = A.to_bf16(mod)
+    kinds = {gv.name_hint: ("bf16" if "sam3.attention_bf16" in f.attrs else "fp32")
+             for gv, f in out.functions.items()}
+    assert kinds == {"a": "bf16", "b": "fp32", "c": "fp32"}
 
 
 def test_large_scores_do_not_overflow(tmp_path):
@@ -124,7 +195,7 @@ def test_large_scores_do_not_overflow(tmp_path):
     v = np.arange(bh * lk * d, dtype=np.float32).reshape(bh, lk, d) / 100
     out = tvm.runtime.tensor(np.zeros((bh, lq, d), np.float32))
     _kernel(tmp_path, bh, lq, lk, d, 1.0, 8)(
-        tvm.runtime.tensor(q), tvm.runtime.tensor(k),
+        tvm.runtime.tensor(q), tvm.runtime.tensor(_t(k)),
         tvm.runtime.tensor(v), out)
     assert np.isfinite(out.numpy()).all()
     np.testing.assert_allclose(out.numpy(), _reference(q, k, v, 1.0), atol=1e-5, rtol=1e-5)

@@ -71,7 +71,8 @@ def test_rewrite_covers_the_weight_linears():
 
 @needs_bf16
 def test_tiny_bf16_bundle(tmp_path):
-    """Compile, store packed bf16 weights, and pass parity at the bf16 tolerance."""
+    """Compile, store packed bf16 weights, run attention on the bf16 kernel, and pass parity
+    at the bf16 tolerance."""
     from sam3_tvm.lowering import targets
     from sam3_tvm.bundle.writer import compile_bundle
     from sam3_tvm.tools.verify import BF16_TOLERANCE, require_pass, verify_bundle
@@ -84,6 +85,9 @@ def test_tiny_bf16_bundle(tmp_path):
     enc = man["components"]["image_encoder"]
     packed = [p for p, d in zip(enc["params"], enc["param_dtypes"]) if d == "uint16"]
     assert packed and all(":sam3_bf16_pack_" in p for p in packed)
+    # the encoders' attention (head width 32) on the bf16 kernel too
+    for c in ("image_encoder", "text_encoder"):
+        assert b"sam3_attention_bf16" in open(os.path.join(out, f"{c}.so"), "rb").read(), c
     rows = verify_bundle(out)
     require_pass(rows)
     assert all(r["tolerance"] == "exact" or f"relL2<={BF16_TOLERANCE['rel_l2']:g}" in r["tolerance"]

@@ -63,7 +63,7 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
         # before lifting, so the weights are packed to bf16 at compile time
         from sam3_tvm.lowering.bf16 import bf16_linears
 
-        mod = bf16_linears(mod)
+        mod = attention.to_bf16(bf16_linears(mod))
     stage("lift weights")
     mod, arrays, names = lift_params(name, mod, params, names)
     stage("optimise")

@@ -359,7 +359,10 @@ def attention(node, importer):
     tag = {None: "", "rows": "_bias", "keys": "_keybias"}[mode]
     name = f"sam3_attention{tag}_{n}_{label(lq)}_{label(lk)}_{d}"
     gv = bb.add_func(attention_func(n, static(lq), static(lk), d, float(scale), bias=mode), name)
-    args = [q, k, v] + ([bias] if mode else [])
+    # the kernel reads the keys transposed ([n, d, lk]); one transpose here instead of one
+    # per block of queries inside the kernel
+    kt = bb.emit(relax.op.permute_dims(k, [0, 2, 1]))
+    args = [q, kt, v] + ([bias] if mode else [])
     return bb.emit(relax.call_tir(gv, args, relax.TensorType((n, lq, d), "float32")))
 
 

@@ -3,8 +3,8 @@
 Every `x @ W` whose W comes from the weights becomes one kernel that rounds x
 to bf16 and multiplies it with a pre-packed bf16 W on `vdpbf16ps`, which does
 two multiply-adds per fp32 lane per instruction (twice the fp32 FMA rate) and
-accumulates in fp32. Everything else (norms, softmax, attention, convolutions,
-residuals) stays fp32.
+accumulates in fp32. Attention has its own bf16 kernel (attention.to_bf16, same
+components); everything else (norms, softmax, convolutions, residuals) stays fp32.
 
 Why a C micro-kernel: TVM 0.27 cannot hand a `<32 x bfloat>` vector to an LLVM
 intrinsic (its bf16 legalisation rewrites bf16 values to fp32 or uint16 first, and
