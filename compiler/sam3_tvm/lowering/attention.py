@@ -414,6 +414,36 @@ def attention_func(bh: int, lq, lk, d: int, scale: float, bias: str | None = Non
     return _fp32_func(bh, lq, lk, d, scale, bias).with_attr("sam3.attention_shape", shape)
 
 
+@T.macro
+def _query_blocks(kernel, o, q, keys, values, kv_stride, b, has_bias, bias_rows, bias_rs,
+                  bh, blocks, lq, lk, d, scale):
+    """The parallel loop of every wrapper: one task per (batch*head, block of ROWS
+    queries), calling `kernel` on that head's keys/values (kv_stride elements apart) and
+    bias rows. Without a bias, b is any buffer and every bias term is 0 (not read)."""
+    for t in T.parallel(bh * blocks):
+        T.evaluate(T.call_extern(
+            "int32", kernel,
+            o.access_ptr("w", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
+            q.access_ptr("r", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
+            keys.access_ptr("r", offset=(t // blocks) * kv_stride),
+            values.access_ptr("r", offset=(t // blocks) * kv_stride),
+            b.access_ptr("r", offset=(t // blocks) * bias_rows * lk + (t % blocks) * ROWS * bias_rs),
+            T.int64(has_bias), T.int64(bias_rs), T.int64(T.min(ROWS, lq - (t % blocks) * ROWS)),
+            T.int64(lk), T.int64(d), T.float32(scale)))
+
+
+@T.macro
+def _pack_bf16(kp, vp, kt, v, per_head, bh, lk, d):
+    """Each head's keys and values into the bf16 pair layouts, heads in parallel."""
+    for h in T.parallel(bh):
+        T.evaluate(T.call_extern(
+            "int32", "sam3_attention_pack_bf16", kp.access_ptr("w", offset=h * per_head),
+            vp.access_ptr("w", offset=h * per_head), kt.access_ptr("r", offset=h * lk * d),
+            v.access_ptr("r", offset=h * lk * d), T.int64(lk), T.int64(d)))
+
+
+# The wrappers come in pairs (with and without a bias input): a TVMScript function has one
+# signature, and a dummy bias input would be one more tensor on every unmasked call.
 def _fp32_func(bh, lq, lk, d, scale, bias):
     lq = tvm.tirx.Var("lq", "int64") if lq is None else lq
     lk = tvm.tirx.Var("lk", "int64") if lk is None else lk
@@ -429,16 +459,8 @@ def _fp32_func(bh, lq, lk, d, scale, bias):
                            o: T.Buffer((bh, lq, d), "float32")):
             # opaque (8): FuseOps must not merge producers into the extern call
             T.func_attr({"sam3.attention": True, "tirx.is_scheduled": True, "op_pattern": 8})
-            for t in T.parallel(bh * blocks):
-                T.evaluate(T.call_extern(
-                    "int32", "sam3_attention",
-                    o.access_ptr("w", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
-                    q.access_ptr("r", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
-                    kt.access_ptr("r", offset=(t // blocks) * lk * d),
-                    v.access_ptr("r", offset=(t // blocks) * lk * d),
-                    b.access_ptr("r", offset=(t // blocks) * bias_rows * lk + (t % blocks) * ROWS * bias_rs),
-                    T.int64(1), T.int64(bias_rs), T.int64(T.min(ROWS, lq - (t % blocks) * ROWS)),
-                    T.int64(lk), T.int64(d), T.float32(scale)))
+            _query_blocks("sam3_attention", o, q, kt, v, lk * d, b, 1, bias_rows, bias_rs,
+                          bh, blocks, lq, lk, d, scale)
 
         return attention_bias
 
@@ -447,16 +469,7 @@ def _fp32_func(bh, lq, lk, d, scale, bias):
                   v: T.Buffer((bh, lk, d), "float32"), o: T.Buffer((bh, lq, d), "float32")):
         # opaque (8): FuseOps must not merge producers into the extern call
         T.func_attr({"sam3.attention": True, "tirx.is_scheduled": True, "op_pattern": 8})
-        for t in T.parallel(bh * blocks):
-            T.evaluate(T.call_extern(
-                "int32", "sam3_attention",
-                o.access_ptr("w", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
-                q.access_ptr("r", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
-                kt.access_ptr("r", offset=(t // blocks) * lk * d),
-                v.access_ptr("r", offset=(t // blocks) * lk * d),
-                q.access_ptr("r"), T.int64(0), T.int64(0),  # no bias (the pointer is not read)
-                T.int64(T.min(ROWS, lq - (t % blocks) * ROWS)), T.int64(lk), T.int64(d),
-                T.float32(scale)))
+        _query_blocks("sam3_attention", o, q, kt, v, lk * d, q, 0, 0, 0, bh, blocks, lq, lk, d, scale)
 
     return attention
 
@@ -486,21 +499,9 @@ def attention_bf16_func(bh: int, lq: int, lk: int, d: int, scale: float, bias: s
             T.func_attr({"sam3.attention_bf16": True, "tirx.is_scheduled": True, "op_pattern": 8})
             kp = T.decl_buffer((bh * per_head,), "uint16")
             vp = T.decl_buffer((bh * per_head,), "uint16")
-            for h in T.parallel(bh):
-                T.evaluate(T.call_extern(
-                    "int32", "sam3_attention_pack_bf16", kp.access_ptr("w", offset=h * per_head),
-                    vp.access_ptr("w", offset=h * per_head), kt.access_ptr("r", offset=h * lk * d),
-                    v.access_ptr("r", offset=h * lk * d), T.int64(lk), T.int64(d)))
-            for t in T.parallel(bh * blocks):
-                T.evaluate(T.call_extern(
-                    "int32", "sam3_attention_bf16",
-                    o.access_ptr("w", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
-                    q.access_ptr("r", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
-                    kp.access_ptr("r", offset=(t // blocks) * per_head),
-                    vp.access_ptr("r", offset=(t // blocks) * per_head),
-                    b.access_ptr("r", offset=(t // blocks) * bias_rows * lk + (t % blocks) * ROWS * bias_rs),
-                    T.int64(1), T.int64(bias_rs), T.int64(T.min(ROWS, lq - (t % blocks) * ROWS)),
-                    T.int64(lk), T.int64(d), T.float32(scale)))
+            _pack_bf16(kp, vp, kt, v, per_head, bh, lk, d)
+            _query_blocks("sam3_attention_bf16", o, q, kp, vp, per_head, b, 1, bias_rows, bias_rs,
+                          bh, blocks, lq, lk, d, scale)
 
         return attention_bf16_bias
 
@@ -510,21 +511,8 @@ def attention_bf16_func(bh: int, lq: int, lk: int, d: int, scale: float, bias: s
         T.func_attr({"sam3.attention_bf16": True, "tirx.is_scheduled": True, "op_pattern": 8})
         kp = T.decl_buffer((bh * per_head,), "uint16")
         vp = T.decl_buffer((bh * per_head,), "uint16")
-        for h in T.parallel(bh):
-            T.evaluate(T.call_extern(
-                "int32", "sam3_attention_pack_bf16", kp.access_ptr("w", offset=h * per_head),
-                vp.access_ptr("w", offset=h * per_head), kt.access_ptr("r", offset=h * lk * d),
-                v.access_ptr("r", offset=h * lk * d), T.int64(lk), T.int64(d)))
-        for t in T.parallel(bh * blocks):
-            T.evaluate(T.call_extern(
-                "int32", "sam3_attention_bf16",
-                o.access_ptr("w", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
-                q.access_ptr("r", offset=(t // blocks) * lq * d + (t % blocks) * ROWS * d),
-                kp.access_ptr("r", offset=(t // blocks) * per_head),
-                vp.access_ptr("r", offset=(t // blocks) * per_head),
-                q.access_ptr("r"), T.int64(0), T.int64(0),  # no bias (the pointer is not read)
-                T.int64(T.min(ROWS, lq - (t % blocks) * ROWS)), T.int64(lk), T.int64(d),
-                T.float32(scale)))
+        _pack_bf16(kp, vp, kt, v, per_head, bh, lk, d)
+        _query_blocks("sam3_attention_bf16", o, q, kp, vp, per_head, q, 0, 0, 0, bh, blocks, lq, lk, d, scale)
 
     return attention_bf16
 
