@@ -82,14 +82,16 @@ nlohmann::json run(sam3::Model& model, const sam3::Image& image,
 
 int main(int argc, char** argv) {
   CLI::App app{"sam3-bench: time the sam3 library, commands on stdin (see the source header)"};
-  std::string bundle, image_path;
+  std::string bundle, image_path, device = "cpu";
   app.add_option("--bundle", bundle, "bundle directory")->required();
   app.add_option("--image", image_path, "image to encode")->required();
+  app.add_option("--device", device, "cpu or cuda; must match the bundle's target.device")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   try {
     auto t0 = Clock::now();
-    sam3::Model model(bundle);
+    sam3::Model model(bundle, device);
     double load_s = std::chrono::duration<double>(Clock::now() - t0).count();
     sam3::Image image = sam3::load_image(image_path);
     std::cout << nlohmann::json{{"ready", true}, {"load_seconds", load_s},

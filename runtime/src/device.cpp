@@ -128,11 +128,18 @@ ffi::Tensor to_device(const ffi::Tensor& host, DLDevice dev) {
   return out;
 }
 
+void sync_device(DLDevice dev) {
+  static const ffi::Function sync = global("runtime.Device_StreamSync");
+  // The stream is an integer handle (0 = the default stream), as TVM's Python
+  // `Device.sync` passes it; the FFI's type check refuses a void* (seen on the first
+  // CUDA run, docs/gpu.md).
+  sync(dev, static_cast<int64_t>(0));
+}
+
 ffi::Tensor to_host(const ffi::Tensor& t) {
   if (t.device().device_type == kDLCPU) return t;
   ffi::Tensor out = to_device(t, DLDevice{kDLCPU, 0});
-  static const ffi::Function sync = global("runtime.Device_StreamSync");
-  sync(t.device(), static_cast<void*>(nullptr));  // the copy is on the default stream
+  sync_device(t.device());  // the copy is on the default stream
   return out;
 }
 

@@ -27,6 +27,9 @@ void ensure_device_runtime(DLDevice dev);
 // (they would die of SIGILL in the first linear layer).
 void check_cpu_precision(const std::string& precision);
 
+// Waits for the work queued on `dev`'s default stream (to_host calls it after a copy).
+void sync_device(DLDevice dev);
+
 // Copies between host and `dev` (no-ops returning the input when dev is the CPU).
 tvm::ffi::Tensor to_device(const tvm::ffi::Tensor& host, DLDevice dev);
 tvm::ffi::Tensor to_host(const tvm::ffi::Tensor& t);
