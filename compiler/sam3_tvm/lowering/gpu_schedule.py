@@ -153,7 +153,22 @@ def per_block(func: tirx.PrimFunc, target) -> s_tir.Schedule:
                 if k != {int(tirx.IterVar.DataPar)}:
                     break
                 spatial.append(lp)
-        if spatial:
+        static = [lp for lp in spatial if isinstance(sch.get(lp).extent, tirx.IntImm)]
+        symbolic = [lp for lp in spatial if not isinstance(sch.get(lp).extent, tirx.IntImm)]
+        if symbolic and static:
+            # A symbolic extent (the SAM decoder's point tokens) in the fused loop breaks
+            # the split's index analysis; keep it out: static loops (innermost, so
+            # threads stay on contiguous elements) over blocks x threads, the symbolic
+            # ones over blockIdx.y.
+            sch.reorder(*symbolic, *static)
+            fused = sch.fuse(*static) if len(static) > 1 else static[0]
+            n = int(sch.get(fused).extent)
+            bx, tx = sch.split(fused, factors=[None, min(THREADS, n)])
+            sch.bind(bx, "blockIdx.x")
+            sch.bind(tx, "threadIdx.x")
+            by = sch.fuse(*symbolic) if len(symbolic) > 1 else symbolic[0]
+            sch.bind(by, "blockIdx.y")
+        elif spatial:
             fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
             bx, tx = sch.split(fused, factors=[None, THREADS])
             sch.bind(bx, "blockIdx.x")
