@@ -43,10 +43,36 @@ extern "C" {
 
 #define SAM3_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16"), always_inline)) static inline
 
-/* c[r, 0:64] (+)= sum_k a[r, k] * b[k, 0:64], r < R; b packed [K/2][64][2]. */
+/* GELU(x) = x/2 (1 + erf(x/sqrt2)) for the epilogue of a linear followed by nn.GELU.
+   erf(u) ~ u P(u^2) / Q(u^2) for |u| <= 4 (coefficients fitted here by iterated least
+   squares: scripts/fit_erf.py; |error| < 4e-7 in fp32), +-1 beyond
+   (1 - erf(4) = 1.5e-8). GELU's absolute error < 1.1e-6 for |x| <= 12. */
+SAM3_BF16 __m512 sam3_gelu(__m512 x) {
+  __m512 u = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
+  u = _mm512_max_ps(_mm512_min_ps(u, _mm512_set1_ps(4.0f)), _mm512_set1_ps(-4.0f));
+  __m512 z = _mm512_mul_ps(u, u);
+  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.9749113562e-06f), z, _mm512_set1_ps(2.8803458554e-04f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(4.0033012629e-03f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(5.3466457874e-02f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.9624079764e-01f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.1283789873e+00f));
+  __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(3.7481331674e-05f), z, _mm512_set1_ps(1.2162771309e-03f));
+  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.5443746000e-02f));
+  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.1647310108e-01f));
+  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(5.0724506378e-01f));
+  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.0f));
+  __m512 e = _mm512_div_ps(_mm512_mul_ps(u, p), q);
+  e = _mm512_max_ps(_mm512_min_ps(e, _mm512_set1_ps(1.0f)), _mm512_set1_ps(-1.0f));
+  __m512 h = _mm512_mul_ps(x, _mm512_set1_ps(0.5f));
+  return _mm512_fmadd_ps(h, e, h);
+}
+
+/* c[r, 0:64] = act(bias + sum_k a[r, k] * b[k, 0:64]), r < R; b packed [K/2][64][2];
+   act: 0 none, 1 GELU. */
 #define SAM3_TILE(R)                                                                   \
   SAM3_BF16 void sam3_tile_##R(float* c, int64_t ldc, const uint16_t* a, int64_t lda,  \
-                               const uint16_t* b, int64_t k2, const float* bias) {     \
+                               const uint16_t* b, int64_t k2, const float* bias,       \
+                               int64_t act) {                                          \
     __m512 acc[R][4];                                                                  \
     for (int j = 0; j < 4; ++j) {                                                      \
       __m512 init = bias ? _mm512_loadu_ps(bias + 16 * j) : _mm512_setzero_ps();       \
@@ -68,6 +94,9 @@ extern "C" {
         acc[r][3] = _mm512_dpbf16_ps(acc[r][3], av, b3);                               \
       }                                                                                \
     }                                                                                  \
+    if (act == 1)                                                                      \
+      for (int r = 0; r < R; ++r)                                                      \
+        for (int j = 0; j < 4; ++j) acc[r][j] = sam3_gelu(acc[r][j]);                  \
     for (int r = 0; r < R; ++r)                                                        \
       for (int j = 0; j < 4; ++j) _mm512_storeu_ps(c + r * ldc + 16 * j, acc[r][j]);   \
   }
@@ -81,14 +110,14 @@ SAM3_TILE(6)
 
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 int32_t sam3_bf16_tile(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint16_t* b,
-                       int64_t k2, int64_t rows, const float* bias) {
+                       int64_t k2, int64_t rows, const float* bias, int64_t act) {
   switch (rows) {
-    case 1: sam3_tile_1(c, ldc, a, lda, b, k2, bias); break;
-    case 2: sam3_tile_2(c, ldc, a, lda, b, k2, bias); break;
-    case 3: sam3_tile_3(c, ldc, a, lda, b, k2, bias); break;
-    case 4: sam3_tile_4(c, ldc, a, lda, b, k2, bias); break;
-    case 5: sam3_tile_5(c, ldc, a, lda, b, k2, bias); break;
-    default: sam3_tile_6(c, ldc, a, lda, b, k2, bias); break;
+    case 1: sam3_tile_1(c, ldc, a, lda, b, k2, bias, act); break;
+    case 2: sam3_tile_2(c, ldc, a, lda, b, k2, bias, act); break;
+    case 3: sam3_tile_3(c, ldc, a, lda, b, k2, bias, act); break;
+    case 4: sam3_tile_4(c, ldc, a, lda, b, k2, bias, act); break;
+    case 5: sam3_tile_5(c, ldc, a, lda, b, k2, bias, act); break;
+    default: sam3_tile_6(c, ldc, a, lda, b, k2, bias, act); break;
   }
   return 0;
 }
@@ -135,8 +164,9 @@ def pack_func(k: int, n: int):
     return te.create_prim_func([w, out]).with_attr("op_pattern", 8)
 
 
-def gemm_func(m: int, k: int, n: int):
-    """out[M, N] = bf16(x[M, K]) @ W + bias, W packed by `pack_func`."""
+def gemm_func(m: int, k: int, n: int, gelu: bool = False):
+    """out[M, N] = bf16(x[M, K]) @ W + bias (then GELU if `gelu`), W packed by `pack_func`."""
+    act = 1 if gelu else 0
     tiles = (m + ROWS - 1) // ROWS
 
     @T.prim_func(private=True)
@@ -156,17 +186,18 @@ def gemm_func(m: int, k: int, n: int):
                     xb.access_ptr("r", offset=t * ROWS * k), T.int64(k),
                     w.access_ptr("r", offset=p * (k // 2) * PANEL * 2), T.int64(k // 2),
                     T.int64(T.min(ROWS, m - t * ROWS)),
-                    bias.access_ptr("r", offset=p * PANEL)))
+                    bias.access_ptr("r", offset=p * PANEL), T.int64(act)))
 
     return gemm
 
 
-def standalone_library(m: int, k: int, n: int, path: str):
-    """`gemm` (x[m,k] @ W + bias) and `pack` (W -> bf16 panels) as one library at `path`,
-    loaded: the kernel outside a bundle, for the benchmark rows and the tests."""
+def standalone_library(m: int, k: int, n: int, path: str, gelu: bool = False):
+    """`gemm` (x[m,k] @ W + bias, then GELU if `gelu`) and `pack` (W -> bf16 panels) as
+    one library at `path`, loaded: the kernel outside a bundle, for the benchmark rows
+    and the tests."""
     from sam3_tvm.lowering.targets import host_target
 
-    mod = tvm.IRModule({"gemm": gemm_func(m, k, n).with_attr("global_symbol", "gemm"),
+    mod = tvm.IRModule({"gemm": gemm_func(m, k, n, gelu).with_attr("global_symbol", "gemm"),
                         "pack": pack_func(k, n).with_attr("global_symbol", "pack")})
     ex = tvm.compile(mod, target=host_target())
     ex.mod.import_module(c_module())
@@ -190,14 +221,24 @@ def _param_only(func: relax.Function) -> set:
 
 
 def _plan(func: relax.Function):
-    """{matmul var: bias-add var or None} for the linears that take the bf16 kernel."""
+    """{matmul var: (bias-add binding or None, GELU binding or None, reshape binding between
+    them or None)} for the linears that take the bf16 kernel. A GELU after the linear (and
+    its bias, and at most a reshape) runs in the kernel's epilogue when every value in
+    between has that one user inside the dataflow block."""
     weights = _param_only(func)
     bindings = [b for blk in func.body.blocks for b in blk.bindings]
     users: dict = {}
     for b in bindings:
-        if isinstance(b.value, relax.Call):
-            for a in b.value.args:
-                users.setdefault(a, []).append(b)
+        for a in relax.analysis.free_vars(b.value):
+            users.setdefault(a, []).append(b)
+
+    def only_user(var, op):
+        us = users.get(var, [])
+        if (len(us) == 1 and isinstance(var, relax.DataflowVar) and isinstance(us[0].value, relax.Call)
+                and getattr(us[0].value.op, "name", "") == op):
+            return us[0]
+        return None
+
     plan = {}
     for b in bindings:
         v = b.value
@@ -209,13 +250,17 @@ def _plan(func: relax.Function):
                 or str(x.ty.dtype) != "float32" or str(w.ty.dtype) != "float32"
                 or ws[0] % 2 or ws[1] % PANEL):
             continue
-        bias = None
-        us = users.get(b.var, [])
-        if len(us) == 1 and getattr(us[0].value.op, "name", "") == "relax.add":
-            other = [a for a in us[0].value.args if not a.same_as(b.var)]
-            if len(other) == 1 and other[0] in weights and static_shape(other[0]) == [ws[1]]:
-                bias = us[0]
-        plan[b.var] = bias
+        bias = only_user(b.var, "relax.add")
+        if bias is not None:
+            other = [a for a in bias.value.args if not a.same_as(b.var)]
+            if not (len(other) == 1 and other[0] in weights and static_shape(other[0]) == [ws[1]]):
+                bias = None
+        last = bias.var if bias is not None else b.var
+        mid = only_user(last, "relax.reshape")
+        gelu = only_user(mid.var if mid is not None else last, "relax.nn.gelu")
+        if gelu is None:
+            mid = None
+        plan[b.var] = (bias, gelu, mid)
     return plan
 
 
@@ -224,7 +269,8 @@ class _Rewriter(relax.PyExprMutator):
     def __init__(self, mod, plan):
         super().__init__(mod)
         self.plan = plan
-        self.fused_adds = {b.var: mm for mm, b in plan.items() if b is not None}
+        # bindings computed inside the kernel call, emitted with their matmul
+        self.fused = {x.var for parts in plan.values() for x in parts if x is not None}
         self.funcs: dict = {}
 
     def _gv(self, key, make):
@@ -240,7 +286,7 @@ class _Rewriter(relax.PyExprMutator):
 
     def visit_var_binding_(self, binding):
         var = binding.var
-        if var in self.fused_adds:
+        if var in self.fused:
             return  # emitted with its matmul
         if var not in self.plan:
             return super().visit_var_binding_(binding)
@@ -249,20 +295,22 @@ class _Rewriter(relax.PyExprMutator):
         m = 1
         for d in xs[:-1]:
             m *= d
-        add = self.plan[var]
+        add, gelu, _ = self.plan[var]
         if add is None:
             bias = relax.const(np.zeros(n, "float32"))
         else:
             bias = self.visit_expr([a for a in add.value.args if not a.same_as(var)][0])
         pack = self._gv(("pack", k, n), lambda: pack_func(k, n))
-        gemm = self._gv(("gemm", m, k, n), lambda: gemm_func(m, k, n))
+        key = ("gemm", m, k, n) + (("gelu",) if gelu is not None else ())
+        gemm = self._gv(key, lambda: gemm_func(m, k, n, gelu is not None))
         bb = self.builder_
         packed = bb.emit(relax.call_tir(pack, [w], relax.TensorType(
             (n // PANEL, k // 2, PANEL, 2), "uint16")))
         x2 = bb.emit(relax.op.reshape(x, (m, k))) if len(xs) != 2 else x
         y = bb.emit(relax.call_tir(gemm, [x2, packed, bias], relax.TensorType((m, n), "float32")))
-        out_var = add.var if add is not None else var
-        y = self._emit(relax.op.reshape(y, xs[:-1] + [n]) if len(xs) != 2 else y, out_var)
+        out_var = gelu.var if gelu is not None else add.var if add is not None else var
+        shape = static_shape(out_var)  # the GELU's, after a reshape it absorbed
+        y = self._emit(relax.op.reshape(y, shape) if shape != [m, n] else y, out_var)
         self.set_var_remap(out_var, y)
 
 
