@@ -4,6 +4,7 @@
 # libraries, CUDA bundles without the full weights, weight recipes, Python wheels), rebuild
 # the full weights from the seed, then bench/gpu_check.py on the tiny and the full bundles.
 # Everything it measures lands in $OUT (gpu_check-*.json, logs).
+# Shorter calls: TINY_TIMEOUT, WEIGHTS_TIMEOUT, FULL_TIMEOUT (seconds), RUNS, BUDGET (timed seconds).
 set -u
 OUT=${OUT:-/tmp/gpu-out}
 KIT=/tmp/kit
@@ -27,12 +28,12 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 
 CHECK="python3 bench/gpu_check.py --cli $KIT/sam3 --bench-exe $KIT/sam3-bench"
 step tiny
-timeout 120 $CHECK --out "$WORK/tiny" --skip-timing "$KIT/bundles/tiny-cuda-fp32" "$KIT/bundles/tiny-cuda-fp16" \
+timeout ${TINY_TIMEOUT:-120} $CHECK --out "$WORK/tiny" --skip-timing "$KIT/bundles/tiny-cuda-fp32" "$KIT/bundles/tiny-cuda-fp16" \
   > "$OUT/tiny.log" 2>&1
 echo "rc $?"; grep -v -i "warning\|autocast" "$OUT/tiny.log" | tail -40
 
 step full weights
-timeout 150 python3 scripts/device/bundle_weights.py apply "$KIT/bundles/full-cuda-fp32" "$KIT/full-recipe.json" \
+timeout ${WEIGHTS_TIMEOUT:-150} python3 scripts/device/bundle_weights.py apply "$KIT/bundles/full-cuda-fp32" "$KIT/full-recipe.json" \
   --accept-new-hash 2>&1 | grep -v -i "warning\|autocast"
 # both full bundles take the same fp32 weights: share the file and its hash
 ln -f "$KIT/bundles/full-cuda-fp32/weights.safetensors" "$KIT/bundles/full-cuda-fp16/weights.safetensors"
@@ -46,7 +47,7 @@ json.dump(b, open(p, "w"), indent=2)
 EOF
 
 step full
-timeout 280 $CHECK --out "$WORK/full" --runs 5 --bench-budget 60 \
+timeout ${FULL_TIMEOUT:-280} $CHECK --out "$WORK/full" --runs ${RUNS:-5} --bench-budget ${BUDGET:-60} \
   "$KIT/bundles/full-cuda-fp32" "$KIT/bundles/full-cuda-fp16" > "$OUT/full.log" 2>&1
 echo "rc $?"; grep -v -i "warning\|autocast" "$OUT/full.log" | tail -60
 cp "$WORK"/tiny/gpu_check.json "$OUT/gpu_check-tiny.json" 2>/dev/null
