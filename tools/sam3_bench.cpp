@@ -1,6 +1,8 @@
 // sam3-bench: time the sam3 library on one image, driven line by line on stdin
-// so a benchmark harness (`sam3-tvm bench`) can interleave it with PyTorch runs
-// while the bundle stays loaded.
+// so a benchmark harness (`sam3-tvm bench`, bench/gpu_check.py) can interleave it with
+// PyTorch runs while the bundle stays loaded.
+//
+//   sam3-bench --bundle DIR --image FILE [--device cpu|cuda]
 //
 //   encode                 preprocess + image encoder (caches the image state)
 //   text <prompt...>       concept prompt on the cached image state
