@@ -12,7 +12,8 @@ differences, mask IoU. Tiny bundles are also compared with the CPU reference. Th
 full bundles, `sam3-bench --device cuda` and PyTorch (fp32, and bf16 autocast) encode the
 image, answer the text prompt and the click, in interleaved rounds; medians.
 
-Writes OUT/gpu_check.json and prints a table. Needs torch with CUDA, the official sam3
+Writes OUT/gpu_check.json and prints a table. Needs torch with CUDA, pytest (tests/python/parity.py
+imports it), the official sam3
 package and this repository's compiler/ on the path (not TVM).
 """
 from __future__ import annotations
@@ -31,21 +32,16 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "compiler"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 
-TEXT = "a red square"  # tests/python/parity.py
-POINTS = np.array([[150.0, 200.0], [450.0, 300.0]])
-POINT_LABELS = np.array([1, 0])
-POINT_ARGS = ["150,200", "450,300,neg"]
+# the prompts, IoU and threshold of the CPU CLI's parity tests, so both check the same thing
+from parity import POINT_ARGS, POINT_LABELS, POINTS, TEXT, keep_threshold, mask_iou  # noqa: E402
+
 BENCH_POINT = (320.0, 240.0)
 
 
 def log(*a):
     print(*a, flush=True)
-
-
-def mask_iou(a, b):
-    union = (a | b).sum()
-    return 1.0 if union == 0 else float((a & b).sum() / union)
 
 
 class Official:
@@ -107,12 +103,6 @@ def _move_caches(model, device: str) -> None:
                 setattr(m, k, moved(v))
 
 
-def keep_threshold(ref) -> float:
-    import torch
-
-    return float(torch.quantile(ref["scores"], 0.6))
-
-
 def instances(out_dir):
     from PIL import Image
 
@@ -141,7 +131,7 @@ def compare_text(ref, out_dir, thr) -> dict:
         j = int(np.argmin(dist))
         d_box.append(float(dist[j]))
         d_score.append(abs(r["score"] - float(all_scores[j])))
-        m_iou.append(mask_iou(g, ref["masks"][j, 0].numpy() > 0.5))
+        m_iou.append(float(mask_iou(g, ref["masks"][j, 0].numpy() > 0.5)))
     if res:
         out["matched"] = {"box_max_abs_px": max(d_box), "score_max_abs": max(d_score),
                           "mask_iou_min": min(m_iou), "mask_iou_mean": float(np.mean(m_iou))}
@@ -156,7 +146,7 @@ def compare_text(ref, out_dir, thr) -> dict:
     if n:
         out["score_max_abs"] = float(np.max(np.abs(np.array([r["score"] for r in res[:n]]) - scores[:n])))
         out["box_max_abs_px"] = float(np.max(np.abs(np.array([r["box"] for r in res[:n]]) - boxes[:n])))
-        ious = [mask_iou(g, m) for g, m in zip(got[:n], masks[:n])]
+        ious = [float(mask_iou(g, m)) for g, m in zip(got[:n], masks[:n])]
         out["mask_iou_min"] = float(min(ious))
         out["mask_iou_mean"] = float(np.mean(ious))
     return out
@@ -168,7 +158,7 @@ def compare_points(masks, ious, out_dir) -> dict:
     out = {"instances": len(res)}
     if res:
         out["score_abs"] = abs(res[0]["score"] - float(ious[best]))
-        out["mask_iou"] = mask_iou(got[0], masks[best] > 0.5)
+        out["mask_iou"] = float(mask_iou(got[0], masks[best] > 0.5))
     return out
 
 
