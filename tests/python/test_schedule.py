@@ -103,3 +103,27 @@ def test_linear_epilogue_joins_the_gemm(k, m):
     got = vm["main"](*[tvm.runtime.tensor(a) for a in (x, w, b)]).numpy()
     ref = torch.nn.functional.gelu(torch.from_numpy(x) @ torch.from_numpy(w) + torch.from_numpy(b))
     np.testing.assert_allclose(got, ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
+class LayoutChain(torch.nn.Module):
+    """reshape -> transpose -> add -> pad -> reshape: one fused injective kernel."""
+
+    def forward(self, x):
+        h = x.reshape(2, 24, 8, 16).transpose(1, 2) + 1.5
+        return torch.nn.functional.pad(h, (1, 1, 2, 0)).reshape(2, 8, -1)
+
+
+def test_injective_chain_is_one_pass_without_intermediates():
+    """The ops of a fused elementwise/layout kernel are inlined into its output block: no
+    buffer per op (each was a pass over memory, allocated from TVM's workspace pool, which
+    never gives memory back), one parallel nest."""
+    import tvm
+
+    x = torch.randn(2, 24, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        opt, got, ref = _compile(LayoutChain().eval(), [x])
+    (func,) = [f for f in opt.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    text = func.script()
+    assert "T.alloc_buffer" not in text, text
+    assert text.count("T.parallel") == 1, text
+    np.testing.assert_allclose(got[0] if isinstance(got, list) else got, ref.numpy(), rtol=0, atol=0)
