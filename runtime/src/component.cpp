@@ -5,9 +5,6 @@
 #include <condition_variable>
 
 #include <dlfcn.h>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 #include <cstdlib>
 #include <cstring>
@@ -89,12 +86,6 @@ void ensure_tvm_runtime() {
 void release_pooled_memory() {
   static const auto clear = ffi::Function::GetGlobal("vm.builtin.memory_manager.clear");
   if (clear) (*clear)();
-#if defined(__GLIBC__)
-  // The pool's blocks under glibc's mmap threshold (which grows to 32 MB as large blocks
-  // are freed) went to malloc's heaps, which keep freed pages resident: hand them back,
-  // or the next component's plan is added on top of them.
-  malloc_trim(0);
-#endif
 }
 
 Component::Component(const Manifest& manifest, const ComponentSpec& spec, const SafeTensors& weights,
