@@ -98,18 +98,15 @@ class _Rule(CPUScheduleRule):
         raise NotImplementedError
 
 
-def _inline_intermediates(sch, blocks, keep=()):
-    """Inline every block of `blocks` it can into its consumers; the rest (outputs, and
-    `keep`) are returned. FuseTIR gives each op of a fused group (reshape, transpose,
+def _inline_intermediates(sch, blocks):
+    """Inline every block of `blocks` it can into its consumers; the rest (outputs) are
+    returned. FuseTIR gives each op of a fused group (reshape, transpose,
     add, pad, ...) a block writing a buffer of its own; left as they are, each one is a
     pass over memory, and the buffers are allocated from TVM's CPU workspace pool, which
     keeps its blocks for good: the image encoder held 0.2 GB more after its first call
     (e.g. 85 MB intermediates of the neck at 288 x 288 x 256)."""
     left = []
     for b in blocks:
-        if b in keep:
-            left.append(b)
-            continue
         try:
             sch.compute_inline(b)
         except Exception:  # noqa: BLE001  (an output, or not inlinable: stays a nest)
