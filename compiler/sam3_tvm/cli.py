@@ -105,8 +105,8 @@ def cmd_tune(args) -> int:
 
     comps = args.component or ["image_encoder"]
     d = tune(args.config, comps, trials=args.trials, top=args.top, seed=args.seed, db=args.db,
-             kernel=args.kernel)
-    print(f"tuning records in {d}; `sam3-tvm compile` applies them on this CPU family")
+             kernel=args.kernel, cpu=args.cpu, keep=args.keep)
+    print(f"tuning records in {d}; `sam3-tvm compile` applies them when it builds for this CPU")
     return 0
 
 
@@ -195,7 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=4, help="kernels per component, heaviest first (default 4)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--db", help="database directory (default: $SAM3_TVM_TUNING_DB or tuning/<mcpu>)")
-    s.add_argument("--kernel", help="tune only kernels whose name contains this (e.g. softmax); "
+    s.add_argument("--keep", choices=["faster", "all"], default="faster",
+                   help="records written to the database: those faster than the default rules "
+                   "(default), or every kernel's best (to study them)")
+    s.add_argument("--cpu", help="LLVM CPU to tune the build for, as `compile --cpu` (e.g. x86-64-v3); "
+                   "default: this machine's")
+    s.add_argument("--kernel", help="tune only kernels whose name contains this, or one of its "
+                   "comma-separated parts (e.g. softmax,layer_norm); "
                    "--top of them, heaviest first")
     s.set_defaults(func=cmd_tune)
 

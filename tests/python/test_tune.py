@@ -11,7 +11,8 @@ import pytest
 def db(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("tuning"))
     r = subprocess.run([sys.executable, "-m", "sam3_tvm.cli", "tune", "--config", "tiny",
-                        "--component", "text_encoder", "--trials", "2", "--top", "1", "--db", d],
+                        "--component", "text_encoder", "--trials", "2", "--top", "1", "--db", d,
+                        "--keep", "all"],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     with open(os.path.join(d, "database_tuning_record.json")) as f:
@@ -68,3 +69,70 @@ def test_kernel_filter_names_a_missing_kernel():
                         "--component", "text_encoder", "--kernel", "no_such_kernel", "--trials", "1",
                         "--db", "/tmp/sam3-tune-unused"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 1 and "no kernel of text_encoder has 'no_such_kernel'" in r.stderr
+
+
+def _naive_record(tmp_path):
+    """A 256^3 matmul task and a search database whose best record leaves it unscheduled
+    (one thread, scalar loops): far slower than the default rules by construction."""
+    from types import SimpleNamespace
+
+    import tvm
+    from tvm import te
+    from tvm.s_tir import meta_schedule as ms
+
+    from sam3_tvm.lowering.targets import host_target
+
+    a = te.placeholder((256, 256), name="a")
+    b = te.placeholder((256, 256), name="b")
+    k = te.reduce_axis((0, 256), name="k")
+    c = te.compute((256, 256), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="c")
+    mod = tvm.IRModule({"main": te.create_prim_func([a, b, c])})
+    target = host_target()
+    search = ms.database.MemoryDatabase()
+    workload = search.commit_workload(mod)
+    sch = tvm.s_tir.Schedule(mod)
+    sch.get_sblock("c")  # a trace that changes nothing (the database skips empty ones)
+    search.commit_tuning_record(ms.database.TuningRecord(
+        sch.trace, workload, [1e-6], target,
+        ms.arg_info.ArgInfo.from_prim_func(mod["main"])))
+    return [SimpleNamespace(task_name="matmul", dispatched=[mod])], search, target
+
+
+def test_a_record_slower_than_the_rules_is_not_kept(tmp_path):
+    from sam3_tvm.tools.tune import keep_winners
+
+    tasks, search, target = _naive_record(tmp_path)
+    out = str(tmp_path / "db")
+    # the record claims 1 us; the side-by-side timing, not the claim, decides
+    assert keep_winners(tasks, search, out, target, rounds=1) == 0
+    assert not os.path.exists(os.path.join(out, "database_tuning_record.json"))
+    assert keep_winners(tasks, search, out, target, rounds=1, keep_all=True) == 1
+    with open(os.path.join(out, "database_tuning_record.json")) as f:
+        assert sum(1 for line in f if line.strip()) == 1
+
+
+def test_records_are_chosen_by_the_cpu_built_for(monkeypatch):
+    from sam3_tvm.lowering.targets import host_target
+    from sam3_tvm.tools.tune import TUNING_ROOT, database_dir, open_database
+
+    monkeypatch.delenv("SAM3_TVM_TUNING_DB", raising=False)
+    assert database_dir(host_target(cpu="x86-64-v3")) == os.path.normpath(
+        os.path.join(TUNING_ROOT, "x86-64-v3"))
+    # a CPU with no records: no database, the default rules schedule everything
+    assert open_database(host_target(cpu="bonnell")) is None
+
+
+def test_committed_records_load_and_are_for_their_folder():
+    """Every `tuning/<mcpu>/` database in the repository opens, and each record was
+    tuned for the CPU its folder names (compile looks records up by `mcpu`)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from sam3_tvm.tools.tune import TUNING_ROOT
+
+    folders = sorted(os.listdir(TUNING_ROOT))
+    assert folders
+    for cpu in folders:
+        db = ms.database.JSONDatabase(work_dir=os.path.join(TUNING_ROOT, cpu), allow_missing=False)
+        records = db.get_all_tuning_records()
+        assert records, cpu
+        assert {str(r.target.attrs["mcpu"]) for r in records} == {cpu}

@@ -152,6 +152,19 @@ def compile_bundle(config: str, out_dir: str, checkpoint: str | None = None, see
     return manifest
 
 
+def _tuning_line(target) -> str:
+    """Which MetaSchedule records (`sam3-tvm tune`) this CPU build applies."""
+    from sam3_tvm.tools.tune import database_dir
+
+    d = database_dir(target)
+    path = os.path.join(d, "database_tuning_record.json")
+    if not os.path.isfile(path):
+        return f"no tuning records for {target.attrs['mcpu']}: default schedule rules only"
+    with open(path) as f:
+        n = sum(1 for line in f if line.strip())
+    return f"{n} tuning records from {d}, applied to the kernels they match"
+
+
 def _build_and_write(config, checkpoint, seed, components, spec, target, out_dir, shown):
     """compile_bundle's work, with the log already redirected: returns the manifest, the
     seconds per component and the weights."""
@@ -164,6 +177,8 @@ def _build_and_write(config, checkpoint, seed, components, spec, target, out_dir
     t0 = time.time()
     print(f"[sam3-tvm] target {spec.kind}" + (f" {','.join(spec.archs)}" if spec.archs else "")
           + f", {spec.precision}", file=sys.stderr, flush=True)
+    if spec.kind == "cpu":
+        print(f"[sam3-tvm] {_tuning_line(target)}", file=shown, flush=True)
     with step(f"build {config} model" + (f" from {checkpoint}" if checkpoint else f" (seed {seed})")):
         model = build_model(config, checkpoint=checkpoint, seed=seed)
         rope.realify(model)
