@@ -54,6 +54,47 @@ def test_gemm_matches_bf16_products(m, k, n, tmp_path):
     assert np.linalg.norm(out.numpy() - exact) / np.linalg.norm(exact) < 1e-2
 
 
+def _cpu_has_amx_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " amx_bf16" in line and " amx_tile" in line
+                       for line in f)
+    except OSError:
+        return False
+
+
+@needs_bf16
+@pytest.mark.parametrize("amx", [True, False])
+@pytest.mark.parametrize("gelu", [False, True])
+def test_gemm_amx_blocks_and_fallback(amx, gelu, tmp_path, monkeypatch):
+    """M = 70: two 32-row blocks on the AMX tiles (where the CPU has AMX-BF16) and 6 rows
+    on vdpbf16ps; K = 96 is 3 tile steps of 32. With SAM3_NO_AMX=1 every row takes the
+    vdpbf16ps tiles. Both against the same bf16 products (+ bias, + exact GELU)."""
+    import ctypes
+
+    import tvm
+
+    if amx and not _cpu_has_amx_bf16():
+        pytest.skip("CPU without AMX-BF16")
+    if not amx:
+        monkeypatch.setenv("SAM3_NO_AMX", "1")  # read on the library's first call
+    m, k, n = 70, 96, 128
+    lib = _build(m, k, n, tmp_path, gelu=gelu)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    w = (rng.standard_normal((k, n)) / np.sqrt(k) * 4).astype(np.float32)
+    b = rng.standard_normal(n, dtype=np.float32)
+    packed = tvm.runtime.tensor(np.zeros((n // 64, k // 2, 64, 2), np.uint16))
+    lib["pack"](tvm.runtime.tensor(w), packed)
+    out = tvm.runtime.tensor(np.full((m, n), np.nan, np.float32))
+    lib["gemm"](tvm.runtime.tensor(x), packed, tvm.runtime.tensor(b), out)
+    # the same library, asked directly whether it took the tiles
+    assert ctypes.CDLL(str(tmp_path / "gemm.so")).sam3_amx_available() == int(amx)
+    pre = _bf16(x).astype(np.float64) @ _bf16(w).astype(np.float64) + b
+    ref = _gelu(pre) if gelu else pre
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-5 * np.abs(pre).max())
+
+
 @needs_bf16
 @pytest.mark.parametrize("m,k,n", [(13, 96, 128), (7, 1024, 256)])
 def test_gemm_gelu_epilogue(m, k, n, tmp_path):

@@ -3,7 +3,10 @@
 Every `x @ W` whose W comes from the weights becomes one kernel that rounds x
 to bf16 and multiplies it with a pre-packed bf16 W on `vdpbf16ps`, which does
 two multiply-adds per fp32 lane per instruction (twice the fp32 FMA rate) and
-accumulates in fp32. Attention has its own bf16 kernel (attention.to_bf16, same
+accumulates in fp32. On CPUs with AMX-BF16 (Intel Sapphire Rapids and later) the
+same packed W feeds the AMX tile unit instead, chosen at run time (`sam3_bf16_panel`):
+there vdpbf16ps is slow (about 100 GFLOP/s on 2 cores against 1000 on the tiles,
+docs/performance.md) while on Zen 4 it is the fast path. Attention has its own bf16 kernel (attention.to_bf16, same
 components); everything else (norms, softmax, convolutions, residuals) stays fp32.
 
 Why a C micro-kernel: TVM 0.27 cannot hand a `<32 x bfloat>` vector to an LLVM
@@ -122,6 +125,130 @@ int32_t sam3_bf16_tile(float* c, int64_t ldc, const uint16_t* a, int64_t lda, co
   return 0;
 }
 
+/* AMX (Intel Sapphire Rapids and later): the tile unit does a 16x32 by 32x16 bf16 product
+   per instruction, 8x the work of a vdpbf16ps. Used when the CPU reports AMX-TILE and
+   AMX-BF16 and Linux grants this process the tile state (arch_prctl ARCH_REQ_XCOMP_PERM,
+   needed once per process since Linux 5.16); SAM3_NO_AMX=1 turns it off. Otherwise the
+   vdpbf16ps tiles above do the same product (same rounding of x and W to bf16, fp32
+   sums; only the order of the sums differs). */
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define SAM3_HAVE_AMX 1
+#endif
+
+static int sam3_amx_probe(void) {
+#ifdef SAM3_HAVE_AMX
+  unsigned int a, b, c, d;
+  const char* off = getenv("SAM3_NO_AMX");
+  if (off && *off && *off != '0') return 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+  if (!(d & (1u << 24)) || !(d & (1u << 22))) return 0; /* AMX-TILE, AMX-BF16 */
+  /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18) */
+  return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#else
+  return 0;
+#endif
+}
+
+/* -1 unknown, 0 no, 1 yes; probing twice from two threads is harmless */
+static int sam3_amx_state = -1;
+
+static int sam3_amx_ready(void) {
+  int s = __atomic_load_n(&sam3_amx_state, __ATOMIC_ACQUIRE);
+  if (s < 0) {
+    s = sam3_amx_probe();
+    __atomic_store_n(&sam3_amx_state, s, __ATOMIC_RELEASE);
+  }
+  return s;
+}
+
+int32_t sam3_amx_available(void) { return sam3_amx_ready(); }
+
+#ifdef SAM3_HAVE_AMX
+#define SAM3_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
+
+/* tmm0-3: C (2x2 tiles of 16x16 fp32), tmm4-5: A (16 rows x 32 bf16), tmm6-7: B (16 pairs
+   of rows x 16 columns); every tile 16 rows of 64 bytes. */
+SAM3_AMX static void sam3_amx_config(void) {
+  unsigned char cfg[64];
+  memset(cfg, 0, sizeof cfg);
+  cfg[0] = 1; /* palette 1 */
+  for (int t = 0; t < 8; ++t) {
+    cfg[16 + 2 * t] = 64; /* bytes per row (little-endian uint16) */
+    cfg[48 + t] = 16;     /* rows */
+  }
+  _tile_loadconfig(cfg);
+}
+
+/* c[0:rows, 0:64] = act(bias + a[0:rows, :] @ b), rows a multiple of 32, b packed
+   [k2][64][2] with k2 a multiple of 16 (32 values of k per tile). */
+SAM3_AMX static void sam3_amx_rows(float* c, int64_t ldc, const uint16_t* a, int64_t lda,
+                                   const uint16_t* b, int64_t k2, int64_t rows,
+                                   const float* bias, int64_t act) {
+  sam3_amx_config();
+  for (int64_t r = 0; r < rows; r += 32) {
+    for (int h = 0; h < 2; ++h) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      const uint16_t* ar = a + r * lda;
+      const uint16_t* bh = b + 64 * h; /* columns 32h .. 32h+31 */
+      for (int64_t kb = 0; kb < k2; kb += 16) {
+        _tile_loadd(4, ar + 2 * kb, lda * 2);
+        _tile_loadd(5, ar + 16 * lda + 2 * kb, lda * 2);
+        _tile_loadd(6, bh + 128 * kb, 256);
+        _tile_loadd(7, bh + 128 * kb + 32, 256);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      float* cr = c + r * ldc + 32 * h;
+      _tile_stored(0, cr, ldc * 4);
+      _tile_stored(1, cr + 16, ldc * 4);
+      _tile_stored(2, cr + 16 * ldc, ldc * 4);
+      _tile_stored(3, cr + 16 * ldc + 16, ldc * 4);
+      if (bias || act) {
+        __m512 b0 = bias ? _mm512_loadu_ps(bias + 32 * h) : _mm512_setzero_ps();
+        __m512 b1 = bias ? _mm512_loadu_ps(bias + 32 * h + 16) : _mm512_setzero_ps();
+        for (int i = 0; i < 32; ++i) {
+          __m512 v0 = _mm512_add_ps(_mm512_loadu_ps(cr + i * ldc), b0);
+          __m512 v1 = _mm512_add_ps(_mm512_loadu_ps(cr + i * ldc + 16), b1);
+          if (act == 1) {
+            v0 = sam3_gelu(v0);
+            v1 = sam3_gelu(v1);
+          }
+          _mm512_storeu_ps(cr + i * ldc, v0);
+          _mm512_storeu_ps(cr + i * ldc + 16, v1);
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+#endif
+
+/* One 64-column panel, all rows: AMX for whole 32-row blocks where it is ready, the
+   vdpbf16ps tiles for the rest. */
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+int32_t sam3_bf16_panel(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint16_t* b,
+                        int64_t k2, int64_t rows, const float* bias, int64_t act) {
+  int64_t done = 0;
+#ifdef SAM3_HAVE_AMX
+  if (k2 % 16 == 0 && rows >= 32 && sam3_amx_ready()) {
+    done = rows / 32 * 32;
+    sam3_amx_rows(c, ldc, a, lda, b, k2, done, bias, act);
+  }
+#endif
+  for (int64_t r = done; r < rows; r += 6)
+    sam3_bf16_tile(c + r * ldc, ldc, a + r * lda, lda, b, k2, rows - r < 6 ? rows - r : 6, bias, act);
+  return 0;
+}
+
 /* Round-to-nearest-even fp32 -> bf16, n values. */
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 int32_t sam3_to_bf16(uint16_t* y, const float* x, int64_t n) {
@@ -145,7 +272,8 @@ int32_t sam3_to_bf16(uint16_t* y, const float* x, int64_t n) {
 def c_module():
     """The micro-kernels as a C source module (compiled by `export_library`)."""
     create = tvm.get_global_func("runtime.CSourceModuleCreate")
-    return create(C_SOURCE, "c", ["sam3_bf16_tile", "sam3_to_bf16"], [])
+    return create(C_SOURCE, "c", ["sam3_bf16_tile", "sam3_bf16_panel", "sam3_to_bf16",
+                                    "sam3_amx_available"], [])
 
 
 def _round_bf16(x):
@@ -167,7 +295,6 @@ def pack_func(k: int, n: int):
 def gemm_func(m: int, k: int, n: int, gelu: bool = False):
     """out[M, N] = bf16(x[M, K]) @ W + bias (then GELU if `gelu`), W packed by `pack_func`."""
     act = 1 if gelu else 0
-    tiles = (m + ROWS - 1) // ROWS
 
     @T.prim_func(private=True)
     def gemm(x: T.Buffer((m, k), "float32"), w: T.Buffer((n // PANEL, k // 2, PANEL, 2), "uint16"),
@@ -179,14 +306,12 @@ def gemm_func(m: int, k: int, n: int, gelu: bool = False):
             T.evaluate(T.call_extern("int32", "sam3_to_bf16", xb.access_ptr("w", offset=i * k),
                                      x.access_ptr("r", offset=i * k), T.int64(k)))
         for p in T.parallel(n // PANEL):
-            for t in T.serial(tiles):
-                T.evaluate(T.call_extern(
-                    "int32", "sam3_bf16_tile",
-                    out.access_ptr("w", offset=t * ROWS * n + p * PANEL), T.int64(n),
-                    xb.access_ptr("r", offset=t * ROWS * k), T.int64(k),
-                    w.access_ptr("r", offset=p * (k // 2) * PANEL * 2), T.int64(k // 2),
-                    T.int64(T.min(ROWS, m - t * ROWS)),
-                    bias.access_ptr("r", offset=p * PANEL), T.int64(act)))
+            T.evaluate(T.call_extern(
+                "int32", "sam3_bf16_panel",
+                out.access_ptr("w", offset=p * PANEL), T.int64(n),
+                xb.access_ptr("r", offset=0), T.int64(k),
+                w.access_ptr("r", offset=p * (k // 2) * PANEL * 2), T.int64(k // 2),
+                T.int64(m), bias.access_ptr("r", offset=p * PANEL), T.int64(act)))
 
     return gemm
 
