@@ -129,15 +129,21 @@ def _bf16(x):
 @pytest.mark.parametrize("shape,bias", [((2, 70, 150, 32), "rows"), ((3, 64, 64, 64), None),
                                         ((1, 130, 200, 256), "keys"), ((2, 5, 7, 16), "keys")],
                          ids=["tails-rows", "exact", "d256-keys", "tiny-keys"])
-def test_bf16_kernel(tmp_path, shape, bias):
+@pytest.mark.parametrize("amx", [True, False], ids=["amx", "vdpbf16ps"])
+def test_bf16_kernel(tmp_path, shape, bias, amx, monkeypatch):
     """`--precision bf16`: against float64 attention of the bf16-rounded q, k, v (what is left
     is the softmax weights' rounding, ~2^-9 each) and of the fp32 inputs (the bf16 bundle's
     bound, rel L2 <= 1e-2); key tails padded inside the kernel, -inf keys, a fully masked
-    row (zeros)."""
-    from sam3_tvm.bundle.runtime import cpu_has_bf16
+    row (zeros). Both products on the AMX tiles (CPUs with AMX-BF16; head widths that
+    are multiples of 32, rows padded to 16) and on vdpbf16ps (SAM3_NO_AMX=1)."""
+    from sam3_tvm.bundle.runtime import cpu_has_amx_bf16, cpu_has_bf16
 
     if not cpu_has_bf16():
         pytest.skip("no AVX512_BF16 on this CPU")
+    if amx and not cpu_has_amx_bf16():
+        pytest.skip("no AMX-BF16 on this CPU")
+    if not amx:
+        monkeypatch.setenv("SAM3_NO_AMX", "1")  # read on the library's first call
     bh, lq, lk, d = shape
     rng = np.random.default_rng(sum(shape) + 7)
     q = rng.standard_normal((bh, lq, d), dtype=np.float32)

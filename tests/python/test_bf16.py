@@ -6,7 +6,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from sam3_tvm.bundle.runtime import cpu_has_bf16
+from sam3_tvm.bundle.runtime import cpu_has_amx_bf16, cpu_has_bf16
 
 needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="CPU without AVX512_BF16")
 
@@ -54,15 +54,6 @@ def test_gemm_matches_bf16_products(m, k, n, tmp_path):
     assert np.linalg.norm(out.numpy() - exact) / np.linalg.norm(exact) < 1e-2
 
 
-def _cpu_has_amx_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and " amx_bf16" in line and " amx_tile" in line
-                       for line in f)
-    except OSError:
-        return False
-
-
 @needs_bf16
 @pytest.mark.parametrize("amx", [True, False])
 @pytest.mark.parametrize("gelu", [False, True])
@@ -74,7 +65,7 @@ def test_gemm_amx_blocks_and_fallback(amx, gelu, tmp_path, monkeypatch):
 
     import tvm
 
-    if amx and not _cpu_has_amx_bf16():
+    if amx and not cpu_has_amx_bf16():
         pytest.skip("CPU without AMX-BF16")
     if not amx:
         monkeypatch.setenv("SAM3_NO_AMX", "1")  # read on the library's first call

@@ -10,13 +10,27 @@ from sam3_tvm.bundle.writer import load_manifest
 from sam3_tvm.errors import Sam3TvmError
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has AVX512_BF16 (Linux: /proc/cpuinfo flags)."""
+def _cpu_flags() -> set:
+    """This CPU's feature flags (Linux: /proc/cpuinfo); empty elsewhere."""
     try:
         with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and " avx512_bf16" in line for line in f)
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
     except OSError:
-        return False
+        pass
+    return set()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has AVX512_BF16."""
+    return "avx512_bf16" in _cpu_flags()
+
+
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU has the AMX tiles with bf16 products (the bf16 kernels use them
+    when Linux grants the tile state; bf16.py)."""
+    return {"amx_tile", "amx_bf16"} <= _cpu_flags()
 
 
 class Bundle:

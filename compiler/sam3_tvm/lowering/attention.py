@@ -32,6 +32,8 @@ import tvm
 from tvm import relax
 from tvm.script import tirx as T
 
+from sam3_tvm.lowering.bf16 import AMX_COMMON
+
 ROWS = 64  # queries per task
 KEYS = 64  # keys per block of the online softmax
 
@@ -60,6 +62,13 @@ C_TEMPLATE = r"""
 #define NVMAX @NVMAX@
 #define ROWS @ROWS@
 #define KEYS @KEYS@
+/* rows of the on-stack tiles: ROWS rounded up to the 4-row register tiles, and to the
+   16-row AMX tiles in the bf16 build */
+#if BF16
+#define RPAD (ROWS + 15)
+#else
+#define RPAD (ROWS + 3)
+#endif
 #define SAM3_ATTN __attribute__((target("@ISA@")))
 #define SAM3_INLINE __attribute__((target("@ISA@"), always_inline)) static inline
 
@@ -172,6 +181,63 @@ SAM3_INLINE void pv_4(float (*acc)[@DMAX@], float (*p)[KEYS], int64_t r0, const 
 }
 
 #if BF16
+@AMX_COMMON@
+
+#ifdef SAM3_HAVE_AMX
+/* s[0:rows][0:KEYS] = qb[0:rows] . kp's key block (unscaled), rows a multiple of 16 and
+   d of 32: per 16 rows, 4 C tiles of 16 keys (tmm0-3), the queries' A tile (tmm4), the
+   keys' B tiles (tmm5-7, reused) */
+SAM3_AMX static void scores_amx(float (*s)[KEYS], uint16_t (*qb)[@DMAX@], int64_t rows,
+                                const uint16_t* kp, int64_t lkp, int64_t d) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t c = 0; c < d; c += 32) {
+      const uint16_t* kr = kp + c * lkp; /* pair row c / 2 */
+      _tile_loadd(4, qb[r0] + c, @DMAX@ * 2);
+      _tile_loadd(5, kr, lkp * 4);
+      _tile_dpbf16ps(0, 4, 5);
+      _tile_loadd(6, kr + 32, lkp * 4);
+      _tile_dpbf16ps(1, 4, 6);
+      _tile_loadd(7, kr + 64, lkp * 4);
+      _tile_dpbf16ps(2, 4, 7);
+      _tile_loadd(5, kr + 96, lkp * 4);
+      _tile_dpbf16ps(3, 4, 5);
+    }
+    _tile_stored(0, s[r0], KEYS * 4);
+    _tile_stored(1, s[r0] + 16, KEYS * 4);
+    _tile_stored(2, s[r0] + 32, KEYS * 4);
+    _tile_stored(3, s[r0] + 48, KEYS * 4);
+  }
+}
+
+/* acc[0:rows][0:d] += pb[0:rows] . vp's key block (KEYS = 64 keys: two A tiles, tmm4-5),
+   32 output columns at a time (C tiles tmm0-1, B tiles tmm6-7) */
+SAM3_AMX static void pv_amx(float (*acc)[@DMAX@], uint16_t (*pb)[KEYS], int64_t rows,
+                            const uint16_t* vp, int64_t d) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+    _tile_loadd(4, pb[r0], KEYS * 2);
+    _tile_loadd(5, pb[r0] + 32, KEYS * 2);
+    for (int64_t c0 = 0; c0 < d; c0 += 32) {
+      _tile_loadd(0, acc[r0] + c0, @DMAX@ * 4);
+      _tile_loadd(1, acc[r0] + c0 + 16, @DMAX@ * 4);
+      _tile_loadd(6, vp + 2 * c0, d * 4);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_loadd(7, vp + 2 * c0 + 32, d * 4);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_loadd(6, vp + 32 * d + 2 * c0, d * 4); /* key pairs 16..31 */
+      _tile_dpbf16ps(0, 5, 6);
+      _tile_loadd(7, vp + 32 * d + 2 * c0 + 32, d * 4);
+      _tile_dpbf16ps(1, 5, 7);
+      _tile_stored(0, acc[r0] + c0, @DMAX@ * 4);
+      _tile_stored(1, acc[r0] + c0 + 16, @DMAX@ * 4);
+    }
+  }
+}
+#endif
+
 /* 16 floats of a and of b -> 16 bf16 pairs (a[i], b[i]), round to nearest even */
 SAM3_INLINE void pairs_bf16(uint16_t* out, const float* a, const float* b) {
   __m256i x = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(a));
@@ -267,16 +333,23 @@ SAM3_INLINE void pv_bf16_4(float (*acc)[@DMAX@], uint16_t (*pb)[KEYS], int64_t r
 extern "C" SAM3_ATTN int32_t ATTN_NAME(float* o, const float* q, const KT_T* kt, const V_T* v,
                                  const float* bias, int64_t has_bias, int64_t bias_rs,
                                  int64_t nq, int64_t lk, int64_t d, float scale) {
-  float s[ROWS + 3][KEYS];
-  float acc[ROWS + 3][@DMAX@];
+  float s[RPAD][KEYS];
+  float acc[RPAD][@DMAX@];
   float m[ROWS], l[ROWS];
-  int64_t rows4 = (nq + 3) & ~(int64_t)3;
+  int64_t rowsp = (nq + 3) & ~(int64_t)3; /* rows computed: nq padded to the tiles */
+#if BF16 && defined(SAM3_HAVE_AMX)
+  int amx = d % 32 == 0 && sam3_amx_ready();
+  if (amx) {
+    rowsp = (nq + 15) & ~(int64_t)15;
+    sam3_amx_config();
+  }
+#endif
   for (int64_t r = 0; r < nq; ++r) { m[r] = -3.0e38f; l[r] = 0.0f; }
-  for (int64_t r = 0; r < rows4; ++r) for (int64_t c = 0; c < d; ++c) acc[r][c] = 0.0f;
+  for (int64_t r = 0; r < rowsp; ++r) for (int64_t c = 0; c < d; ++c) acc[r][c] = 0.0f;
 #if BF16
   int64_t lkp = (lk + KEYS - 1) / KEYS * KEYS;
-  uint16_t qb[ROWS + 3][@DMAX@], pb[ROWS + 3][KEYS];
-  for (int64_t r = 0; r < rows4; ++r) {  /* rows past nq repeat the last */
+  uint16_t qb[RPAD][@DMAX@], pb[RPAD][KEYS];
+  for (int64_t r = 0; r < rowsp; ++r) {  /* rows past nq repeat the last */
     const float* qr = q + (r < nq ? r : nq - 1) * d;
     for (int64_t c = 0; c < d; c += 16)
       _mm256_storeu_si256((__m256i*)(qb[r] + c), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(qr + c)));
@@ -286,6 +359,14 @@ extern "C" SAM3_ATTN int32_t ATTN_NAME(float* o, const float* q, const KT_T* kt,
     int64_t kn = lk - k0 < KEYS ? lk - k0 : KEYS;
 #if BF16
     /* whole blocks (the keys are padded); only the first kn scores are used */
+#ifdef SAM3_HAVE_AMX
+    if (amx) {
+      scores_amx(s, qb, rowsp, kt + 2 * k0, lkp, d);
+      __m512 sc = _mm512_set1_ps(scale);
+      for (int64_t r = 0; r < nq; ++r)
+        for (int j = 0; j < KEYS; j += 16) _mm512_storeu_ps(s[r] + j, _mm512_mul_ps(_mm512_loadu_ps(s[r] + j), sc));
+    } else
+#endif
     for (int64_t r0 = 0; r0 < nq; r0 += 4) scores_bf16_4(s, qb, r0, kt + 2 * k0, lkp, d, scale);
 #else
     if (kn == KEYS) {
@@ -334,9 +415,9 @@ extern "C" SAM3_ATTN int32_t ATTN_NAME(float* o, const float* q, const KT_T* kt,
       l[r] = l[r] * corr + sum;
       if (corr != 1.0f) for (int64_t c = 0; c < d; ++c) acc[r][c] *= corr;
     }
-    for (int64_t r = nq; r < rows4; ++r) for (int64_t j = 0; j < kn; ++j) s[r][j] = 0.0f;
+    for (int64_t r = nq; r < rowsp; ++r) for (int64_t j = 0; j < kn; ++j) s[r][j] = 0.0f;
 #if BF16
-    for (int64_t r = 0; r < rows4; ++r) {
+    for (int64_t r = 0; r < rowsp; ++r) {
       int64_t j = 0;
       if (kn == KEYS)
         for (; j < KEYS; j += 16)
@@ -345,6 +426,12 @@ extern "C" SAM3_ATTN int32_t ATTN_NAME(float* o, const float* q, const KT_T* kt,
       for (; j < KEYS; ++j) pb[r][j] = 0;  /* padded keys */
     }
     const uint16_t* vb = v + k0 * d;
+#ifdef SAM3_HAVE_AMX
+    if (amx) {
+      pv_amx(acc, pb, rowsp, vb, d);
+      continue;
+    }
+#endif
     int64_t c0 = 0;
     for (; c0 + 64 <= d; c0 += 64)
       for (int64_t r0 = 0; r0 < nq; r0 += 4) pv_bf16_4<4>(acc, pb, r0, vb, d, c0);
@@ -371,6 +458,9 @@ extern "C" SAM3_ATTN int32_t ATTN_NAME(float* o, const float* q, const KT_T* kt,
       }
 #endif
   }
+#if BF16 && defined(SAM3_HAVE_AMX)
+  if (amx) sam3_amx_release();
+#endif
   for (int64_t r = 0; r < nq; ++r) {
     float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
     for (int64_t c = 0; c < d; ++c) o[r * d + c] = acc[r][c] * inv;
@@ -391,7 +481,7 @@ def c_source(lanes: int, bf16: bool = False) -> str:
         isa = "avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,fma"
     return (C_TEMPLATE.replace("@LANES@", str(16 if lanes >= 16 else 8)).replace("@ISA@", isa)
             .replace("@NVMAX@", "4" if lanes >= 16 else "2").replace("@BF16@", str(int(bf16)))
-            .replace("@ROWS@", str(ROWS)).replace("@KEYS@", str(KEYS)).replace("@DMAX@", str(DMAX)))
+            .replace("@AMX_COMMON@", AMX_COMMON if bf16 else "").replace("@ROWS@", str(ROWS)).replace("@KEYS@", str(KEYS)).replace("@DMAX@", str(DMAX)))
 
 
 def c_module(lanes: int, bf16: bool = False):

@@ -34,6 +34,74 @@ from sam3_tvm.frontend.rewrites import static_shape
 PANEL = 64  # output columns per micro-kernel call (4 zmm registers)
 ROWS = 6    # rows per micro-kernel call (6x4 fp32 accumulators + 4 B + 1 A = 29 zmm)
 
+# The AMX probe and tile configuration, pasted into this module's and attention.py's C
+# (each keeps its own copy of the probe's state; after immintrin.h and string.h).
+AMX_COMMON = r"""
+/* AMX (Intel Sapphire Rapids and later): the tile unit does a 16x32 by 32x16 bf16 product
+   per instruction, 8x the work of a vdpbf16ps. Used when the CPU reports AMX-TILE and
+   AMX-BF16 and Linux grants this process the tile state (arch_prctl ARCH_REQ_XCOMP_PERM,
+   needed once per process since Linux 5.16); SAM3_NO_AMX=1 turns it off. Otherwise the
+   vdpbf16ps code does the same products (same rounding to bf16, fp32 sums; only the
+   order of the sums differs). */
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define SAM3_HAVE_AMX 1
+#endif
+
+static int sam3_amx_probe(void) {
+#ifdef SAM3_HAVE_AMX
+  unsigned int a, b, c, d;
+  const char* off = getenv("SAM3_NO_AMX");
+  if (off && *off && *off != '0') return 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+  if (!(d & (1u << 24)) || !(d & (1u << 22))) return 0; /* AMX-TILE, AMX-BF16 */
+  /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18) */
+  return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#else
+  return 0;
+#endif
+}
+
+/* -1 unknown, 0 no, 1 yes; probing twice from two threads is harmless */
+static int sam3_amx_state = -1;
+
+static int sam3_amx_ready(void) {
+  int s = __atomic_load_n(&sam3_amx_state, __ATOMIC_ACQUIRE);
+  if (s < 0) {
+    s = sam3_amx_probe();
+    __atomic_store_n(&sam3_amx_state, s, __ATOMIC_RELEASE);
+  }
+  return s;
+}
+
+#ifdef SAM3_HAVE_AMX
+#define SAM3_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
+
+/* All 8 tiles 16 rows of 64 bytes: 16x16 fp32 (C), 16 rows x 32 bf16 (A), or 16 pairs of
+   rows x 16 columns of bf16 pairs (B). Tile state is per thread: load it in every call. */
+typedef struct { unsigned char b[64]; } sam3_tilecfg;
+
+SAM3_AMX static void sam3_amx_config(void) {
+  sam3_tilecfg cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.b[0] = 1; /* palette 1 */
+  for (int t = 0; t < 8; ++t) {
+    cfg.b[16 + 2 * t] = 64; /* bytes per row (little-endian uint16) */
+    cfg.b[48 + t] = 16;     /* rows */
+  }
+  /* not GCC 12's _tile_loadconfig: its asm names only the first 8 bytes as read, so the
+     stores to the rest may be dropped (#GP, a SIGSEGV, seen at -O1) */
+  __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
+}
+
+SAM3_AMX static void sam3_amx_release(void) { _tile_release(); }
+
+#endif
+"""
+
 C_SOURCE = r"""
 #include <immintrin.h>
 #include <stdint.h>
@@ -125,65 +193,12 @@ int32_t sam3_bf16_tile(float* c, int64_t ldc, const uint16_t* a, int64_t lda, co
   return 0;
 }
 
-/* AMX (Intel Sapphire Rapids and later): the tile unit does a 16x32 by 32x16 bf16 product
-   per instruction, 8x the work of a vdpbf16ps. Used when the CPU reports AMX-TILE and
-   AMX-BF16 and Linux grants this process the tile state (arch_prctl ARCH_REQ_XCOMP_PERM,
-   needed once per process since Linux 5.16); SAM3_NO_AMX=1 turns it off. Otherwise the
-   vdpbf16ps tiles above do the same product (same rounding of x and W to bf16, fp32
-   sums; only the order of the sums differs). */
-#if defined(__x86_64__) && defined(__linux__)
-#include <cpuid.h>
-#include <stdlib.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#define SAM3_HAVE_AMX 1
-#endif
-
-static int sam3_amx_probe(void) {
-#ifdef SAM3_HAVE_AMX
-  unsigned int a, b, c, d;
-  const char* off = getenv("SAM3_NO_AMX");
-  if (off && *off && *off != '0') return 0;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-  if (!(d & (1u << 24)) || !(d & (1u << 22))) return 0; /* AMX-TILE, AMX-BF16 */
-  /* ARCH_REQ_XCOMP_PERM (0x1023) for XFEATURE_XTILEDATA (18) */
-  return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
-#else
-  return 0;
-#endif
-}
-
-/* -1 unknown, 0 no, 1 yes; probing twice from two threads is harmless */
-static int sam3_amx_state = -1;
-
-static int sam3_amx_ready(void) {
-  int s = __atomic_load_n(&sam3_amx_state, __ATOMIC_ACQUIRE);
-  if (s < 0) {
-    s = sam3_amx_probe();
-    __atomic_store_n(&sam3_amx_state, s, __ATOMIC_RELEASE);
-  }
-  return s;
-}
-
+@AMX_COMMON@
 int32_t sam3_amx_available(void) { return sam3_amx_ready(); }
 
 #ifdef SAM3_HAVE_AMX
-#define SAM3_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
-
-/* tmm0-3: C (2x2 tiles of 16x16 fp32), tmm4-5: A (16 rows x 32 bf16), tmm6-7: B (16 pairs
-   of rows x 16 columns); every tile 16 rows of 64 bytes. */
-SAM3_AMX static void sam3_amx_config(void) {
-  unsigned char cfg[64];
-  memset(cfg, 0, sizeof cfg);
-  cfg[0] = 1; /* palette 1 */
-  for (int t = 0; t < 8; ++t) {
-    cfg[16 + 2 * t] = 64; /* bytes per row (little-endian uint16) */
-    cfg[48 + t] = 16;     /* rows */
-  }
-  _tile_loadconfig(cfg);
-}
-
-/* c[0:rows, 0:64] = act(bias + a[0:rows, :] @ b), rows a multiple of 32, b packed
+/* tmm0-3: C as 2x2 tiles (32 rows x 32 columns), tmm4-5: A, tmm6-7: B.
+   c[0:rows, 0:64] = act(bias + a[0:rows, :] @ b), rows a multiple of 32, b packed
    [k2][64][2] with k2 a multiple of 16 (32 values of k per tile). */
 SAM3_AMX static void sam3_amx_rows(float* c, int64_t ldc, const uint16_t* a, int64_t lda,
                                    const uint16_t* b, int64_t k2, int64_t rows,
@@ -266,7 +281,7 @@ int32_t sam3_to_bf16(uint16_t* y, const float* x, int64_t n) {
 #ifdef __cplusplus
 }
 #endif
-"""
+""".replace("@AMX_COMMON@", AMX_COMMON)
 
 
 def c_module():

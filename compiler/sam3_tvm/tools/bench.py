@@ -417,13 +417,12 @@ def _host_mcpu() -> str:
 
 def _isa() -> list[str]:
     """The vector extensions that decide speed here (Linux /proc/cpuinfo flags)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(next(ln for ln in f if ln.startswith("flags")).split(":", 1)[1].split())
-    except (OSError, StopIteration):
-        return []
+    from sam3_tvm.bundle.runtime import _cpu_flags
+
+    flags = _cpu_flags()
     return [name for flag, name in (("avx2", "AVX2"), ("fma", "FMA"), ("avx512f", "AVX-512F"),
-                                    ("avx512_bf16", "AVX512_BF16")) if flag in flags]
+                                    ("avx512_bf16", "AVX512_BF16"), ("amx_bf16", "AMX-BF16"))
+            if flag in flags]
 
 
 def _versions() -> dict:
