@@ -70,6 +70,12 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
         mod = attention.to_bf16(bf16_linears(mod))
     elif spec.precision == "bf16" and name in BF16_ATTENTION_COMPONENTS:
         mod = attention.to_bf16(mod)
+    elif spec.precision == "fp32" and spec.kind == "cpu" and name in BF16_COMPONENTS:
+        # the same linears in fp32 on panel-packed weights, where that was measured faster
+        from sam3_tvm.lowering import linear_f32
+
+        if linear_f32.supported(target):
+            mod = linear_f32.f32_linears(mod)
     stage("lift weights")
     mod, arrays, names = lift_params(name, mod, params, names)
     stage("optimise")

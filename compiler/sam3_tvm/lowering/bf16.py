@@ -24,6 +24,9 @@ work, so `lift.py` does it at compile time and the bundle stores packed bf16.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 import numpy as np
 import tvm
 from tvm import relax, te, tirx
@@ -33,6 +36,32 @@ from sam3_tvm.frontend.rewrites import static_shape
 
 PANEL = 64  # output columns per micro-kernel call (4 zmm registers)
 ROWS = 6    # rows per micro-kernel call (6x4 fp32 accumulators + 4 B + 1 A = 29 zmm)
+
+GELU_C = r"""
+/* GELU(x) = x/2 (1 + erf(x/sqrt2)) for the epilogue of a linear followed by nn.GELU.
+   erf(u) ~ u P(u^2) / Q(u^2) for |u| <= 4 (coefficients fitted here by iterated least
+   squares: scripts/fit_erf.py; |error| < 4e-7 in fp32), +-1 beyond
+   (1 - erf(4) = 1.5e-8). GELU's absolute error < 1.1e-6 for |x| <= 12. */
+SAM3_KERNEL __m512 sam3_gelu(__m512 x) {
+  __m512 u = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
+  u = _mm512_max_ps(_mm512_min_ps(u, _mm512_set1_ps(4.0f)), _mm512_set1_ps(-4.0f));
+  __m512 z = _mm512_mul_ps(u, u);
+  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.9749113562e-06f), z, _mm512_set1_ps(2.8803458554e-04f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(4.0033012629e-03f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(5.3466457874e-02f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.9624079764e-01f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.1283789873e+00f));
+  __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(3.7481331674e-05f), z, _mm512_set1_ps(1.2162771309e-03f));
+  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.5443746000e-02f));
+  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.1647310108e-01f));
+  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(5.0724506378e-01f));
+  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.0f));
+  __m512 e = _mm512_div_ps(_mm512_mul_ps(u, p), q);
+  e = _mm512_max_ps(_mm512_min_ps(e, _mm512_set1_ps(1.0f)), _mm512_set1_ps(-1.0f));
+  __m512 h = _mm512_mul_ps(x, _mm512_set1_ps(0.5f));
+  return _mm512_fmadd_ps(h, e, h);
+}
+"""
 
 # The AMX probe and tile configuration, pasted into this module's and attention.py's C
 # (each keeps its own copy of the probe's state; after immintrin.h and string.h).
@@ -114,29 +143,8 @@ extern "C" {
 
 #define SAM3_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16"), always_inline)) static inline
 
-/* GELU(x) = x/2 (1 + erf(x/sqrt2)) for the epilogue of a linear followed by nn.GELU.
-   erf(u) ~ u P(u^2) / Q(u^2) for |u| <= 4 (coefficients fitted here by iterated least
-   squares: scripts/fit_erf.py; |error| < 4e-7 in fp32), +-1 beyond
-   (1 - erf(4) = 1.5e-8). GELU's absolute error < 1.1e-6 for |x| <= 12. */
-SAM3_BF16 __m512 sam3_gelu(__m512 x) {
-  __m512 u = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f));
-  u = _mm512_max_ps(_mm512_min_ps(u, _mm512_set1_ps(4.0f)), _mm512_set1_ps(-4.0f));
-  __m512 z = _mm512_mul_ps(u, u);
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.9749113562e-06f), z, _mm512_set1_ps(2.8803458554e-04f));
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(4.0033012629e-03f));
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(5.3466457874e-02f));
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.9624079764e-01f));
-  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.1283789873e+00f));
-  __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(3.7481331674e-05f), z, _mm512_set1_ps(1.2162771309e-03f));
-  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.5443746000e-02f));
-  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.1647310108e-01f));
-  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(5.0724506378e-01f));
-  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.0f));
-  __m512 e = _mm512_div_ps(_mm512_mul_ps(u, p), q);
-  e = _mm512_max_ps(_mm512_min_ps(e, _mm512_set1_ps(1.0f)), _mm512_set1_ps(-1.0f));
-  __m512 h = _mm512_mul_ps(x, _mm512_set1_ps(0.5f));
-  return _mm512_fmadd_ps(h, e, h);
-}
+#define SAM3_KERNEL SAM3_BF16
+@GELU@
 
 /* c[r, 0:64] = act(bias + sum_k a[r, k] * b[k, 0:64]), r < R; b packed [K/2][64][2];
    act: 0 none, 1 GELU. */
@@ -281,7 +289,7 @@ int32_t sam3_to_bf16(uint16_t* y, const float* x, int64_t n) {
 #ifdef __cplusplus
 }
 #endif
-""".replace("@AMX_COMMON@", AMX_COMMON)
+""".replace("@AMX_COMMON@", AMX_COMMON).replace("@GELU@", GELU_C)
 
 
 def c_module():
@@ -360,7 +368,7 @@ def _param_only(func: relax.Function) -> set:
     return known
 
 
-def _plan(func: relax.Function):
+def _plan(func: relax.Function, k_multiple: int = 2):
     """{matmul var: (bias-add binding or None, GELU binding or None, reshape binding between
     them or None)} for the linears that take the bf16 kernel. A GELU after the linear (and
     its bias, and at most a reshape) runs in the kernel's epilogue when every value in
@@ -388,7 +396,7 @@ def _plan(func: relax.Function):
         xs, ws = static_shape(x), static_shape(w)
         if (w not in weights or x in weights or xs is None or ws is None or len(ws) != 2
                 or str(x.ty.dtype) != "float32" or str(w.ty.dtype) != "float32"
-                or ws[0] % 2 or ws[1] % PANEL):
+                or ws[0] % k_multiple or ws[1] % PANEL):
             continue
         bias = only_user(b.var, "relax.add")
         if bias is not None:
@@ -406,16 +414,17 @@ def _plan(func: relax.Function):
 
 @relax.expr_functor.mutator
 class _Rewriter(relax.PyExprMutator):
-    def __init__(self, mod, plan):
+    def __init__(self, mod, plan, kind):
         super().__init__(mod)
         self.plan = plan
+        self.kind = kind
         # bindings computed inside the kernel call, emitted with their matmul
         self.fused = {x.var for parts in plan.values() for x in parts if x is not None}
         self.funcs: dict = {}
 
     def _gv(self, key, make):
         if key not in self.funcs:
-            name = "sam3_bf16_" + "_".join(map(str, key))
+            name = self.kind.prefix + "_".join(map(str, key))
             self.funcs[key] = self.builder_.add_func(make().with_attr("global_symbol", name), name)
         return self.funcs[key]
 
@@ -440,12 +449,12 @@ class _Rewriter(relax.PyExprMutator):
             bias = relax.const(np.zeros(n, "float32"))
         else:
             bias = self.visit_expr([a for a in add.value.args if not a.same_as(var)][0])
-        pack = self._gv(("pack", k, n), lambda: pack_func(k, n))
+        kind = self.kind
+        pack = self._gv(("pack", k, n), lambda: kind.pack(k, n))
         key = ("gemm", m, k, n) + (("gelu",) if gelu is not None else ())
-        gemm = self._gv(key, lambda: gemm_func(m, k, n, gelu is not None))
+        gemm = self._gv(key, lambda: kind.gemm(m, k, n, gelu is not None))
         bb = self.builder_
-        packed = bb.emit(relax.call_tir(pack, [w], relax.TensorType(
-            (n // PANEL, k // 2, PANEL, 2), "uint16")))
+        packed = bb.emit(relax.call_tir(pack, [w], relax.TensorType(*kind.packed_type(k, n))))
         x2 = bb.emit(relax.op.reshape(x, (m, k))) if len(xs) != 2 else x
         y = bb.emit(relax.call_tir(gemm, [x2, packed, bias], relax.TensorType((m, n), "float32")))
         out_var = gelu.var if gelu is not None else add.var if add is not None else var
@@ -454,16 +463,41 @@ class _Rewriter(relax.PyExprMutator):
         self.set_var_remap(out_var, y)
 
 
-def bf16_linears(mod: tvm.IRModule) -> tvm.IRModule:
-    """Rewrite `main`'s weight matmuls (+ bias) to the bf16 kernel; attach the C kernels."""
+@dataclasses.dataclass(frozen=True)
+class PackedKind:
+    """A linear kernel on weights packed at compile time: the functions' name prefix (the
+    packed weights are named after the pack function), the pack and gemm PrimFunc
+    factories, the packed weight's (shape, dtype) for (K, N), the C module, and what K
+    must be a multiple of."""
+    prefix: str
+    pack: Callable
+    gemm: Callable
+    packed_type: Callable
+    c_module: Callable
+    min_k_multiple: int
+
+
+KIND = PackedKind(prefix="sam3_bf16_", pack=pack_func, gemm=gemm_func,
+                  packed_type=lambda k, n: ((n // PANEL, k // 2, PANEL, 2), "uint16"),
+                  c_module=c_module, min_k_multiple=2)
+
+
+def packed_linears(mod: tvm.IRModule, kind: PackedKind) -> tvm.IRModule:
+    """Rewrite `main`'s weight matmuls (+ bias, + GELU) to `kind`'s kernel; attach its C."""
     func = mod["main"]
-    plan = _plan(func)
+    plan = _plan(func, kind.min_k_multiple)
     if not plan:
         return mod
-    rw = _Rewriter(mod, plan)
+    rw = _Rewriter(mod, plan, kind)
     new = rw.visit_expr(func)
     gv = mod.get_global_var("main")
     out = rw.builder_.get()
     out[gv] = new
     out = relax.transform.DeadCodeElimination()(out)
-    return out.with_attr("external_mods", [c_module()])
+    mods = list(out.attrs["external_mods"]) if out.attrs is not None and "external_mods" in out.attrs else []
+    return out.with_attr("external_mods", mods + [kind.c_module()])
+
+
+def bf16_linears(mod: tvm.IRModule) -> tvm.IRModule:
+    """Rewrite `main`'s weight matmuls (+ bias) to the bf16 kernel; attach the C kernels."""
+    return packed_linears(mod, KIND)

@@ -216,7 +216,7 @@ def linear_rows(tokens: int, runs: int, bf16: bool = False) -> dict:
     schedule, or with `bf16` the kernel of `--precision bf16` (CPUs with AVX512_BF16)."""
     import torch
 
-    kernel, tag = (_bf16_matmul, " bf16") if bf16 else (_tvm_matmul, "")
+    kernel, tag = (_bf16_matmul, " bf16") if bf16 else (_fp32_matmul(), "")
     rows = {}
     for name, (k, n) in VIT_LINEARS.items():
         xa, wa = np.random.rand(tokens, k).astype("float32"), np.random.rand(k, n).astype("float32")
@@ -231,6 +231,35 @@ def linear_rows(tokens: int, runs: int, bf16: bool = False) -> dict:
         rows[f"linear {name}{tag} {tokens}x{k}x{n}"] = {"tvm": _stats(tv), "torch": _stats(to),
                                                         "flops": 2 * tokens * k * n}
     return rows
+
+
+def _fp32_matmul():
+    """The fp32 kernel the bundle's ViT linears run on for this CPU: on panel-packed
+    weights where `linear_f32.supported`, else the default schedule."""
+    from sam3_tvm.lowering import linear_f32
+    from sam3_tvm.lowering.targets import host_target
+
+    return _packed_f32_matmul if linear_f32.supported(host_target()) else _tvm_matmul
+
+
+def _packed_f32_matmul(m: int, k: int, n: int):
+    """linear_f32's kernel for x[m,k] @ w[k,n], w packed once (the bundle packs it at
+    compile time). Returns make_call(x, w) -> thunk."""
+    import tempfile
+
+    import tvm
+
+    from sam3_tvm.lowering import linear_f32
+
+    def make_call(xa, wa):
+        with tempfile.TemporaryDirectory() as tmp:
+            lib = linear_f32.standalone_library(m, k, n, os.path.join(tmp, "gemm.so"))
+        packed = tvm.runtime.tensor(np.zeros((n // linear_f32.PANEL, k, linear_f32.PANEL), np.float32))
+        lib["pack"](tvm.runtime.tensor(wa), packed)
+        xt, bt = tvm.runtime.tensor(xa), tvm.runtime.tensor(np.zeros(n, np.float32))
+        out = tvm.runtime.tensor(np.zeros((m, n), np.float32))
+        return lambda: lib["gemm"](xt, packed, bt, out)
+    return make_call
 
 
 def _bf16_matmul(m: int, k: int, n: int):

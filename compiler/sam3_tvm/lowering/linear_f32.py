@@ -1,0 +1,182 @@
+"""fp32 linear layers on weights packed in panels, for AVX-512 CPUs where the default
+GEMM schedule is far from peak (`f32_linears`, used by `compile` where `supported`).
+
+The default schedule (schedule.py) reads W [K, N] in place: each step of k loads 64
+columns of one row, and the next row is N * 4 bytes further. When that stride is a
+multiple of 4 KiB (N = 1024 and 3072 in the ViT), every row of a register tile's k
+walk falls in the same L1 set, and on the Intel Xeon these numbers were measured on
+(Sapphire Rapids-class, L1 48 KiB 12-way) the ViT's linears ran at 57-90 GFLOP/s
+against MKL's 190-230 (docs/performance.md). On Zen 4 the same schedule runs at 95%
+of peak, so AMD targets keep it until this kernel is measured there.
+
+Here W is packed at compile time (`lift.py` runs `pack`) to [N/64, K, 64]: one 64-column
+panel is K * 256 contiguous bytes, read front to back. The 6x64 register tile (24 zmm
+accumulators, 4 for W, 1 broadcast of x) is C with AVX-512 intrinsics, compiled into the
+component's library as bf16.py's kernels are. Each row tile walks the whole panel: K
+blocks that keep a block in L1 (KC 128-512) were slower there (62-172 GFLOP/s against
+160-203 unblocked; the accumulators go back to memory between blocks), so KC only
+bounds a block at 2 MiB. Sums run in k
+order in fp32, from the bias (the default schedule adds the bias last: rounding-level
+differences). A GELU after the linear runs in the epilogue (bf16.py's rational erf).
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import te
+from tvm.script import tirx as T
+
+from sam3_tvm.lowering import bf16
+
+PANEL = bf16.PANEL  # output columns per panel (4 zmm)
+ROWS = 6            # rows per register tile
+KC = 8192           # k per block (the model's K is at most 4736: one block)
+
+C_SOURCE = r"""
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SAM3_KERNEL __attribute__((target("avx512f,avx512dq,fma"), always_inline)) static inline
+@GELU@
+
+/* c[r, 0:64] = (first ? init : c[r, 0:64]) + sum_k a[r, k] * b[k, 0:64] for r < R, then
+   GELU if act; b is a block of a packed panel ([kc][64]) */
+#define SAM3_F32_TILE(R)                                                                  \
+  SAM3_KERNEL void sam3_f32_tile_##R(float* c, int64_t ldc, const float* a, int64_t lda,  \
+                                     const float* b, int64_t kc, const float* init,       \
+                                     int64_t first, int64_t act) {                        \
+    __m512 acc[R][4];                                                                     \
+    for (int j = 0; j < 4; ++j)                                                           \
+      for (int r = 0; r < R; ++r)                                                         \
+        acc[r][j] = !first ? _mm512_loadu_ps(c + r * ldc + 16 * j)                        \
+                           : init ? _mm512_loadu_ps(init + 16 * j) : _mm512_setzero_ps(); \
+    for (int64_t k = 0; k < kc; ++k) {                                                    \
+      const float* bk = b + 64 * k;                                                       \
+      __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16);                     \
+      __m512 b2 = _mm512_loadu_ps(bk + 32), b3 = _mm512_loadu_ps(bk + 48);                \
+      for (int r = 0; r < R; ++r) {                                                       \
+        __m512 av = _mm512_set1_ps(a[r * lda + k]);                                       \
+        acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);                                   \
+        acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);                                   \
+        acc[r][2] = _mm512_fmadd_ps(av, b2, acc[r][2]);                                   \
+        acc[r][3] = _mm512_fmadd_ps(av, b3, acc[r][3]);                                   \
+      }                                                                                   \
+    }                                                                                     \
+    if (act == 1)                                                                         \
+      for (int r = 0; r < R; ++r)                                                         \
+        for (int j = 0; j < 4; ++j) acc[r][j] = sam3_gelu(acc[r][j]);                     \
+    for (int r = 0; r < R; ++r)                                                           \
+      for (int j = 0; j < 4; ++j) _mm512_storeu_ps(c + r * ldc + 16 * j, acc[r][j]);      \
+  }
+
+SAM3_F32_TILE(1)
+SAM3_F32_TILE(2)
+SAM3_F32_TILE(3)
+SAM3_F32_TILE(4)
+SAM3_F32_TILE(5)
+SAM3_F32_TILE(6)
+
+/* One 64-column panel, all rows: c = act(bias + a @ b), b packed [k][64]. */
+__attribute__((target("avx512f,avx512dq,fma")))
+int32_t sam3_f32_panel(float* c, int64_t ldc, const float* a, int64_t lda, const float* b,
+                       int64_t k, int64_t rows, const float* bias, int64_t act) {
+  for (int64_t k0 = 0; k0 < k; k0 += @KC@) {
+    int64_t kc = k - k0 < @KC@ ? k - k0 : @KC@;
+    int64_t first = k0 == 0, act_here = k0 + kc == k ? act : 0;
+    const float* bk = b + 64 * k0;
+    int64_t r = 0;
+    for (; r + 6 <= rows; r += 6)
+      sam3_f32_tile_6(c + r * ldc, ldc, a + r * lda + k0, lda, bk, kc, bias, first, act_here);
+    const float* ar = a + r * lda + k0;
+    float* cr = c + r * ldc;
+    switch (rows - r) {
+      case 1: sam3_f32_tile_1(cr, ldc, ar, lda, bk, kc, bias, first, act_here); break;
+      case 2: sam3_f32_tile_2(cr, ldc, ar, lda, bk, kc, bias, first, act_here); break;
+      case 3: sam3_f32_tile_3(cr, ldc, ar, lda, bk, kc, bias, first, act_here); break;
+      case 4: sam3_f32_tile_4(cr, ldc, ar, lda, bk, kc, bias, first, act_here); break;
+      case 5: sam3_f32_tile_5(cr, ldc, ar, lda, bk, kc, bias, first, act_here); break;
+      default: break;
+    }
+  }
+  return 0;
+}
+
+#ifdef __cplusplus
+}
+#endif
+"""
+
+
+def c_source(kc: int = KC) -> str:
+    return C_SOURCE.replace("@GELU@", bf16.GELU_C).replace("@KC@", str(kc))
+
+
+def c_module(kc: int = KC):
+    """The micro-kernel as a C source module (compiled by `export_library`)."""
+    create = tvm.get_global_func("runtime.CSourceModuleCreate")
+    return create(c_source(kc), "c", ["sam3_f32_panel"], [])
+
+
+def supported(target) -> bool:
+    """x86-64 with AVX-512, not AMD: the CPUs this kernel was measured faster on (the
+    Intel Xeon above). Zen 4 keeps the default schedule (95% of peak there)."""
+    from sam3_tvm.lowering.schedule import _lanes
+
+    mcpu = str(target.attrs.get("mcpu", "")) if target.attrs else ""
+    return ("x86_64" in str(target.attrs.get("mtriple", "")) and _lanes(target) >= 16
+            and not mcpu.startswith("znver"))
+
+
+def pack_func(k: int, n: int):
+    """W [K, N] -> [N/64, K, 64] (run at compile time by lift)."""
+    w = te.placeholder((k, n), "float32", name="w")
+    out = te.compute((n // PANEL, k, PANEL), lambda p, kk, c: w[kk, p * PANEL + c], name="pack")
+    # opaque: FuseTIR mis-merges a producer's buffer into this TE function (TVM 0.27)
+    return te.create_prim_func([w, out]).with_attr("op_pattern", 8)
+
+
+def gemm_func(m: int, k: int, n: int, gelu: bool = False):
+    """out[M, N] = x[M, K] @ W + bias (then GELU if `gelu`), W packed by `pack_func`."""
+    act = 1 if gelu else 0
+
+    @T.prim_func(private=True)
+    def gemm(x: T.Buffer((m, k), "float32"), w: T.Buffer((n // PANEL, k, PANEL), "float32"),
+             bias: T.Buffer((n,), "float32"), out: T.Buffer((m, n), "float32")):
+        # opaque (8): FuseOps must not merge producers into the extern calls
+        T.func_attr({"sam3.f32_gemm": True, "tirx.is_scheduled": True, "op_pattern": 8})
+        for p in T.parallel(n // PANEL):
+            T.evaluate(T.call_extern(
+                "int32", "sam3_f32_panel",
+                out.access_ptr("w", offset=p * PANEL), T.int64(n),
+                x.access_ptr("r", offset=0), T.int64(k),
+                w.access_ptr("r", offset=p * k * PANEL), T.int64(k),
+                T.int64(m), bias.access_ptr("r", offset=p * PANEL), T.int64(act)))
+
+    return gemm
+
+
+KIND = bf16.PackedKind(prefix="sam3_f32_", pack=pack_func, gemm=gemm_func,
+                       packed_type=lambda k, n: ((n // PANEL, k, PANEL), "float32"),
+                       c_module=c_module, min_k_multiple=1)
+
+
+def f32_linears(mod: tvm.IRModule) -> tvm.IRModule:
+    """Rewrite `main`'s weight matmuls (+ bias, + GELU) to the packed kernel."""
+    return bf16.packed_linears(mod, KIND)
+
+
+def standalone_library(m: int, k: int, n: int, path: str, gelu: bool = False, kc: int = KC):
+    """`gemm` and `pack` as one library at `path`, loaded (benchmark rows, tests)."""
+    from sam3_tvm.lowering.targets import host_target
+
+    mod = tvm.IRModule({"gemm": gemm_func(m, k, n, gelu).with_attr("global_symbol", "gemm"),
+                        "pack": pack_func(k, n).with_attr("global_symbol", "pack")})
+    ex = tvm.compile(mod, target=host_target())
+    ex.mod.import_module(c_module(kc))
+    ex.export_library(path, options=["-O3"])
+    return tvm.runtime.load_module(path)
