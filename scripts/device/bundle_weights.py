@@ -85,6 +85,12 @@ def _candidates(src: np.ndarray, ops: list[str], shape: tuple):
                     inter[a] = shape[i]
                 if src.size == int(np.prod(inter)):
                     yield [["reshape", inter], ["transpose", list(p)]]
+    elif op.startswith("sam3_f32_pack_") and src.ndim == 2 and src.shape[1] % 64 == 0:
+        # linear_f32's panels: W [K, N] -> [N/64, K, 64] (CPU bundles on AVX-512 Intel)
+        k, n = src.shape
+        nxt = np.transpose(np.reshape(src, (k, n // 64, 64)), (1, 0, 2))
+        for tail in _candidates(nxt, rest, shape):
+            yield [["reshape", [k, n // 64, 64]], ["transpose", [1, 0, 2]]] + tail
     elif op == "strided_slice" and rest == ["reshape"] and src.ndim == 4:
         # one tap of a [O, I, kh, kw] convolution kernel (a 3x3 conv as 9 matmuls)
         for i in range(src.shape[2]):

@@ -11,8 +11,8 @@ import pytest
 def db(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("tuning"))
     r = subprocess.run([sys.executable, "-m", "sam3_tvm.cli", "tune", "--config", "tiny",
-                        "--component", "text_encoder", "--trials", "2", "--top", "1", "--db", d,
-                        "--keep", "all"],
+                        "--component", "text_encoder", "--kernel", "layer_norm", "--trials", "2",
+                        "--top", "1", "--db", d, "--keep", "all"],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     with open(os.path.join(d, "database_tuning_record.json")) as f:
@@ -20,7 +20,7 @@ def db(tmp_path_factory):
     return d
 
 
-def _text_encoder(monkeypatch, db):
+def _text_encoder(monkeypatch, db, tmp):
     import tvm
     from tvm import relax
 
@@ -28,7 +28,8 @@ def _text_encoder(monkeypatch, db):
     from sam3_tvm.lowering import pipeline
     from sam3_tvm.model import rope
     from sam3_tvm.frontend.importer import import_component
-    from sam3_tvm.lowering.targets import host_target
+    from sam3_tvm.bundle.writer import kernel_rewrites
+    from sam3_tvm.lowering.targets import host_target, parse
     from sam3_tvm.frontend.lift import lift_params
     from sam3_tvm.model.builder import build_model
 
@@ -39,20 +40,25 @@ def _text_encoder(monkeypatch, db):
     model = build_model("tiny", seed=0)
     rope.realify(model)
     mod, params, names = import_component("text_encoder", model, model.sam3_tvm_config)
-    mod, arrays, _ = lift_params("text_encoder", mod, params, names)
     target = host_target()
+    # as compile builds it for this CPU (the packed fp32 linears on AVX-512 Intel)
+    mod = kernel_rewrites("text_encoder", mod, parse(), target)
+    mod, arrays, _ = lift_params("text_encoder", mod, params, names)
     opt = pipeline.optimize(mod, target)
     ex = tvm.compile(opt, target=target, relax_pipeline=pipeline.build_pipeline())
-    vm = relax.VirtualMachine(ex, tvm.cpu())
+    # exported and loaded: the packed linears' C kernel is a source module until linked
+    path = os.path.join(tmp, ("tuned" if db else "default") + ".so")
+    ex.export_library(path, options=["-O3"])
+    vm = relax.VirtualMachine(tvm.runtime.load_module(path), tvm.cpu())
     ids = [tvm.runtime.tensor(x.numpy()) for x in C.example_inputs("text_encoder", model.sam3_tvm_config)]
     out = vm["main"](*ids, *[tvm.runtime.tensor(a) for a in arrays])
     kernels = {gv.name_hint: f.script() for gv, f in opt.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
     return kernels, out[0].numpy()
 
 
-def test_compile_applies_the_database(db, monkeypatch):
-    tuned, out_tuned = _text_encoder(monkeypatch, db)
-    default, out_default = _text_encoder(monkeypatch, None)
+def test_compile_applies_the_database(db, monkeypatch, tmp_path):
+    tuned, out_tuned = _text_encoder(monkeypatch, db, str(tmp_path))
+    default, out_default = _text_encoder(monkeypatch, None, str(tmp_path))
     assert tuned.keys() == default.keys()
     assert sum(tuned[k] != default[k] for k in tuned) >= 1  # the tuned kernel replaced ours
     np.testing.assert_allclose(out_tuned, out_default, rtol=1e-5, atol=1e-5)

@@ -41,6 +41,27 @@ BF16_COMPONENTS = ("image_encoder", "text_encoder")
 BF16_ATTENTION_COMPONENTS = ("grounding_head",)
 
 
+def kernel_rewrites(name: str, mod, spec: TargetSpec, target):
+    """The C-kernel rewrites `name` gets for `spec` on `target`, before its weights are
+    lifted (so weight packing runs at compile time). `tune` applies them too, so its
+    tasks are the kernels `compile` schedules."""
+    from sam3_tvm.lowering import attention
+
+    if spec.precision == "bf16" and name in BF16_COMPONENTS:
+        from sam3_tvm.lowering.bf16 import bf16_linears
+
+        return attention.to_bf16(bf16_linears(mod))
+    if spec.precision == "bf16" and name in BF16_ATTENTION_COMPONENTS:
+        return attention.to_bf16(mod)
+    if spec.precision == "fp32" and spec.kind == "cpu" and name in BF16_COMPONENTS:
+        # the same linears in fp32 on panel-packed weights, where that was measured faster
+        from sam3_tvm.lowering import linear_f32
+
+        if linear_f32.supported(target):
+            return linear_f32.f32_linears(mod)
+    return mod
+
+
 def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetSpec | None = None,
                       stage=lambda what: None):
     """Import, optimise and build one component; write its library (`<name>.so`;
@@ -63,19 +84,7 @@ def compile_component(name: str, model, cfg, target, out_dir: str, spec: TargetS
     mod, params, names = import_component(
         name, model, cfg, no_float64=spec.precision == "fp16" or spec.kind == "metal",
         fused_attention=fused, cpu=spec.kind == "cpu")
-    if spec.precision == "bf16" and name in BF16_COMPONENTS:
-        # before lifting, so the weights are packed to bf16 at compile time
-        from sam3_tvm.lowering.bf16 import bf16_linears
-
-        mod = attention.to_bf16(bf16_linears(mod))
-    elif spec.precision == "bf16" and name in BF16_ATTENTION_COMPONENTS:
-        mod = attention.to_bf16(mod)
-    elif spec.precision == "fp32" and spec.kind == "cpu" and name in BF16_COMPONENTS:
-        # the same linears in fp32 on panel-packed weights, where that was measured faster
-        from sam3_tvm.lowering import linear_f32
-
-        if linear_f32.supported(target):
-            mod = linear_f32.f32_linears(mod)
+    mod = kernel_rewrites(name, mod, spec, target)
     stage("lift weights")
     mod, arrays, names = lift_params(name, mod, params, names)
     stage("optimise")

@@ -51,6 +51,7 @@ def tune(config: str, components: list[str], trials: int, top: int, seed: int = 
     beat the default rules to the database, "all" every best record (to study them)."""
     from tvm.s_tir import meta_schedule as ms
 
+    from sam3_tvm.bundle.writer import kernel_rewrites
     from sam3_tvm.lowering import attention, pipeline
     from sam3_tvm.model import rope
     from sam3_tvm.frontend.importer import import_component
@@ -62,7 +63,7 @@ def tune(config: str, components: list[str], trials: int, top: int, seed: int = 
         raise Sam3TvmError("--trials and --top must be at least 1")
     if keep not in ("faster", "all"):
         raise Sam3TvmError(f"--keep must be 'faster' or 'all', got {keep!r}")
-    parse(cpu=cpu)  # one clear error for a CPU name LLVM does not know
+    spec = parse(cpu=cpu)  # one clear error for a CPU name LLVM does not know
     target = host_target(cpu=cpu)
     work_dir = db or database_dir(target)
     with step(f"build {config} model (seed {seed})"):
@@ -75,6 +76,7 @@ def tune(config: str, components: list[str], trials: int, top: int, seed: int = 
             mod, params, names = import_component(name, model, model.sam3_tvm_config,
                                                   fused_attention=attention.supported(target),
                                                   cpu=True)
+            mod = kernel_rewrites(name, mod, spec, target)
             mod, _, _ = lift_params(name, mod, params, names)
             # exactly the kernels `compile` schedules (same legalise/fold/fuse)
             mod = pipeline.optimize(mod, target, schedule=False, use_tuning=False)
@@ -99,7 +101,11 @@ def tune(config: str, components: list[str], trials: int, top: int, seed: int = 
             search = ms.relax_integration.tune_tasks(
                 tasks=ctxs, task_weights=task_weights, work_dir=search_dir,
                 max_trials_global=trials * len(ctxs), max_trials_per_task=trials,
-                num_trials_per_iter=min(trials, 16))
+                num_trials_per_iter=min(trials, 16),
+                # MetaSchedule's 30 s default failed every build on the Intel Xeon of
+                # docs/performance.md (2 cores: each build worker starts Python and TVM
+                # first); a timed-out build is a lost candidate, not a slow one
+                builder=ms.builder.LocalBuilder(timeout_sec=BUILD_TIMEOUT_S))
         with step(f"time each tuned kernel against the default rules (database {work_dir})"):
             kept = keep_winners(tasks, search, work_dir, target, keep_all=keep == "all")
     finally:
@@ -110,6 +116,7 @@ def tune(config: str, components: list[str], trials: int, top: int, seed: int = 
 
 # a record is kept only when it is clearly faster: timings on a busy 2-core machine
 # move by a few per cent between runs
+BUILD_TIMEOUT_S = 300.0  # per candidate build (see tune())
 KEEP_BELOW = 0.95
 
 
