@@ -22,6 +22,18 @@ def _build(m, k, n, tmp_path, gelu=False):
     return bf16.standalone_library(m, k, n, str(tmp_path / "gemm.so"), gelu=gelu)
 
 
+def _run(lib, x, w, b):
+    """Pack w with the library's `pack`, run its `gemm` on x and b; the output as numpy."""
+    import tvm
+
+    (m, k), n = x.shape, w.shape[1]
+    packed = tvm.runtime.tensor(np.zeros((n // 64, k // 2, 64, 2), np.uint16))
+    lib["pack"](tvm.runtime.tensor(w), packed)
+    out = tvm.runtime.tensor(np.full((m, n), np.nan, np.float32))
+    lib["gemm"](tvm.runtime.tensor(x), packed, tvm.runtime.tensor(b), out)
+    return out.numpy()
+
+
 def _gelu(a):
     """Exact (erf) GELU in float64, as nn.GELU computes it."""
     import torch
@@ -63,8 +75,6 @@ def test_gemm_amx_blocks_and_fallback(amx, gelu, tmp_path, monkeypatch):
     vdpbf16ps tiles. Both against the same bf16 products (+ bias, + exact GELU)."""
     import ctypes
 
-    import tvm
-
     if amx and not cpu_has_amx_bf16():
         pytest.skip("CPU without AMX-BF16")
     if not amx:
@@ -75,15 +85,12 @@ def test_gemm_amx_blocks_and_fallback(amx, gelu, tmp_path, monkeypatch):
     x = rng.standard_normal((m, k), dtype=np.float32)
     w = (rng.standard_normal((k, n)) / np.sqrt(k) * 4).astype(np.float32)
     b = rng.standard_normal(n, dtype=np.float32)
-    packed = tvm.runtime.tensor(np.zeros((n // 64, k // 2, 64, 2), np.uint16))
-    lib["pack"](tvm.runtime.tensor(w), packed)
-    out = tvm.runtime.tensor(np.full((m, n), np.nan, np.float32))
-    lib["gemm"](tvm.runtime.tensor(x), packed, tvm.runtime.tensor(b), out)
+    out = _run(lib, x, w, b)
     # the same library, asked directly whether it took the tiles
     assert ctypes.CDLL(str(tmp_path / "gemm.so")).sam3_amx_available() == int(amx)
     pre = _bf16(x).astype(np.float64) @ _bf16(w).astype(np.float64) + b
     ref = _gelu(pre) if gelu else pre
-    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-5 * np.abs(pre).max())
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(pre).max())
 
 
 @needs_bf16
@@ -92,21 +99,16 @@ def test_gemm_gelu_epilogue(m, k, n, tmp_path):
     """A linear followed by GELU: the epilogue's rational erf against the exact GELU of
     the same bf16 products, over inputs wide enough to reach the clamped tails
     (pre-activations from about -30 to 30)."""
-    import tvm
-
     lib = _build(m, k, n, tmp_path, gelu=True)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((m, k), dtype=np.float32)
     w = (rng.standard_normal((k, n)) / np.sqrt(k) * 8).astype(np.float32)
     b = rng.standard_normal(n, dtype=np.float32)
-    packed = tvm.runtime.tensor(np.zeros((n // 64, k // 2, 64, 2), np.uint16))
-    lib["pack"](tvm.runtime.tensor(w), packed)
-    out = tvm.runtime.tensor(np.full((m, n), np.nan, np.float32))
-    lib["gemm"](tvm.runtime.tensor(x), packed, tvm.runtime.tensor(b), out)
+    out = _run(lib, x, w, b)
     pre = _bf16(x).astype(np.float64) @ _bf16(w).astype(np.float64) + b
     assert pre.min() < -8 and pre.max() > 8
     ref = _gelu(pre)
-    got = out.numpy()
+    got = out
     # products: fp32 accumulation (1e-5 of the scale); erf: < 4e-7 absolute, times |x|/2
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(pre).max())
     neg = pre < -6  # GELU's tail: |value| < 1e-8, never positive
