@@ -204,25 +204,40 @@ int32_t sam3_bf16_tile(float* c, int64_t ldc, const uint16_t* a, int64_t lda, co
 @AMX_COMMON@
 int32_t sam3_amx_available(void) { return sam3_amx_ready(); }
 
+/* Rows of x that the AMX path takes: whole 32-row blocks, where AMX is ready and K is a
+   multiple of 32. In the bf16 copy of x (sam3_to_bf16_row) those rows lie as 16x32 tiles,
+   each 1 KB contiguous: the 16 rows r..r+15 (r a multiple of 16) fill x's rows r..r+15
+   of room with their K/32 tiles in k order. A tile load from rows K*2 bytes apart (16
+   streams, 2-4 KiB strides that share L1 sets) ran the whole GEMM 1.2-1.6x slower on
+   the Xeon of docs/performance.md. The other rows stay row-major at their own offsets. */
+static int64_t sam3_amx_rows_of(int64_t m, int64_t k) {
+#ifdef SAM3_HAVE_AMX
+  if (k % 32 == 0 && m >= 32 && sam3_amx_ready()) return m / 32 * 32;
+#endif
+  (void)k;
+  return 0;
+}
+
 #ifdef SAM3_HAVE_AMX
 /* tmm0-3: C as 2x2 tiles (32 rows x 32 columns), tmm4-5: A, tmm6-7: B.
-   c[0:rows, 0:64] = act(bias + a[0:rows, :] @ b), rows a multiple of 32, b packed
-   [k2][64][2] with k2 a multiple of 16 (32 values of k per tile). */
+   c[0:rows, 0:64] = act(bias + a[0:rows, :] @ b), rows a multiple of 32, a in tiles as
+   above (lda = K), b packed [k2][64][2] with k2 a multiple of 16 (32 values of k per tile). */
 SAM3_AMX static void sam3_amx_rows(float* c, int64_t ldc, const uint16_t* a, int64_t lda,
                                    const uint16_t* b, int64_t k2, int64_t rows,
                                    const float* bias, int64_t act) {
   sam3_amx_config();
   for (int64_t r = 0; r < rows; r += 32) {
+    const uint16_t* a0 = a + r * lda;        /* tiles of rows r .. r+15 */
+    const uint16_t* a1 = a + (r + 16) * lda; /* rows r+16 .. r+31 */
     for (int h = 0; h < 2; ++h) {
       _tile_zero(0);
       _tile_zero(1);
       _tile_zero(2);
       _tile_zero(3);
-      const uint16_t* ar = a + r * lda;
       const uint16_t* bh = b + 64 * h; /* columns 32h .. 32h+31 */
       for (int64_t kb = 0; kb < k2; kb += 16) {
-        _tile_loadd(4, ar + 2 * kb, lda * 2);
-        _tile_loadd(5, ar + 16 * lda + 2 * kb, lda * 2);
+        _tile_loadd(4, a0 + 32 * kb, 64);
+        _tile_loadd(5, a1 + 32 * kb, 64);
         _tile_loadd(6, bh + 128 * kb, 256);
         _tile_loadd(7, bh + 128 * kb + 32, 256);
         _tile_dpbf16ps(0, 4, 6);
@@ -255,17 +270,14 @@ SAM3_AMX static void sam3_amx_rows(float* c, int64_t ldc, const uint16_t* a, int
 }
 #endif
 
-/* One 64-column panel, all rows: AMX for whole 32-row blocks where it is ready, the
-   vdpbf16ps tiles for the rest. */
+/* One 64-column panel of all `rows` rows of x (the bf16 copy from sam3_to_bf16_row):
+   AMX for the rows sam3_amx_rows_of gives, the vdpbf16ps tiles for the rest. */
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 int32_t sam3_bf16_panel(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint16_t* b,
                         int64_t k2, int64_t rows, const float* bias, int64_t act) {
-  int64_t done = 0;
+  int64_t done = sam3_amx_rows_of(rows, lda);
 #ifdef SAM3_HAVE_AMX
-  if (k2 % 16 == 0 && rows >= 32 && sam3_amx_ready()) {
-    done = rows / 32 * 32;
-    sam3_amx_rows(c, ldc, a, lda, b, k2, done, bias, act);
-  }
+  if (done) sam3_amx_rows(c, ldc, a, lda, b, k2, done, bias, act);
 #endif
   for (int64_t r = done; r < rows; r += 6)
     sam3_bf16_tile(c + r * ldc, ldc, a + r * lda, lda, b, k2, rows - r < 6 ? rows - r : 6, bias, act);
@@ -286,6 +298,19 @@ int32_t sam3_to_bf16(uint16_t* y, const float* x, int64_t n) {
   return 0;
 }
 
+/* Row r of x [m, k] -> bf16 (round to nearest even), in the layout sam3_bf16_panel reads:
+   a row of 16x32 tiles for the AMX rows, row-major for the others. */
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+int32_t sam3_to_bf16_row(uint16_t* y, const float* x, int64_t m, int64_t k, int64_t r) {
+  if (r >= sam3_amx_rows_of(m, k)) return sam3_to_bf16(y + r * k, x + r * k, k);
+  uint16_t* t = y + (r - r % 16) * k + (r % 16) * 32;
+  for (int64_t j = 0; j < k; j += 32) {
+    __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + r * k + j + 16), _mm512_loadu_ps(x + r * k + j));
+    _mm512_storeu_si512(t + 16 * j, (__m512i)v);
+  }
+  return 0;
+}
+
 #ifdef __cplusplus
 }
 #endif
@@ -296,7 +321,7 @@ def c_module():
     """The micro-kernels as a C source module (compiled by `export_library`)."""
     create = tvm.get_global_func("runtime.CSourceModuleCreate")
     return create(C_SOURCE, "c", ["sam3_bf16_tile", "sam3_bf16_panel", "sam3_to_bf16",
-                                    "sam3_amx_available"], [])
+                                    "sam3_to_bf16_row", "sam3_amx_available"], [])
 
 
 def _round_bf16(x):
@@ -326,8 +351,8 @@ def gemm_func(m: int, k: int, n: int, gelu: bool = False):
         T.func_attr({"sam3.bf16_gemm": True, "tirx.is_scheduled": True, "op_pattern": 8})
         xb = T.decl_buffer((m, k), "uint16")
         for i in T.parallel(m):
-            T.evaluate(T.call_extern("int32", "sam3_to_bf16", xb.access_ptr("w", offset=i * k),
-                                     x.access_ptr("r", offset=i * k), T.int64(k)))
+            T.evaluate(T.call_extern("int32", "sam3_to_bf16_row", xb.access_ptr("w", offset=0),
+                                     x.access_ptr("r", offset=0), T.int64(m), T.int64(k), i))
         for p in T.parallel(n // PANEL):
             T.evaluate(T.call_extern(
                 "int32", "sam3_bf16_panel",
