@@ -45,8 +45,12 @@ def kernel_rewrites(name: str, mod, spec: TargetSpec, target):
     """The C-kernel rewrites `name` gets for `spec` on `target`, before its weights are
     lifted (so weight packing runs at compile time). `tune` applies them too, so its
     tasks are the kernels `compile` schedules."""
-    from sam3_tvm.lowering import attention
+    from sam3_tvm.lowering import attention, conv_f32, linear_f32
 
+    if spec.kind == "cpu" and linear_f32.supported(target):
+        # the 3x3 same convolutions (fp32 in every precision) on packed pixel panels,
+        # where that was measured faster
+        mod = conv_f32.same_convs(mod)
     if spec.precision == "bf16" and name in BF16_COMPONENTS:
         from sam3_tvm.lowering.bf16 import bf16_linears
 
@@ -55,8 +59,6 @@ def kernel_rewrites(name: str, mod, spec: TargetSpec, target):
         return attention.to_bf16(mod)
     if spec.precision == "fp32" and spec.kind == "cpu" and name in BF16_COMPONENTS:
         # the same linears in fp32 on panel-packed weights, where that was measured faster
-        from sam3_tvm.lowering import linear_f32
-
         if linear_f32.supported(target):
             return linear_f32.f32_linears(mod)
     return mod

@@ -325,7 +325,10 @@ def _shifted_taps_kernel(bb, x, w, wshape, nhw, padding):
         return te.compute((n, co, h * row), lambda b, o, p: te.sum(
             wt[o, t, c] * xf[b, c, p + (t // kw) * row + t % kw], axis=[t, c]), name="same_conv")
 
-    y = bb.emit_te(conv, flat, taps, primfunc_name_hint="same_conv")
+    # the attribute lets conv_f32.same_convs swap in its C kernel where that is faster
+    length = (h + kh) * row  # _padded_rows: ph above, ph + 1 below, kh = 2 ph + 1
+    y = bb.emit_te(conv, flat, taps, primfunc_name_hint="same_conv",
+                   primfunc_attrs={"sam3.same_conv": [n, ci, length, co, kh * kw, h * row, kw, row]})
     return _without_pad_columns(bb, y, co, nhw, row)
 
 

@@ -352,7 +352,8 @@ def gemm_func(m: int, k: int, n: int, gelu: bool = False):
         xb = T.decl_buffer((m, k), "uint16")
         for i in T.parallel(m):
             T.evaluate(T.call_extern("int32", "sam3_to_bf16_row", xb.access_ptr("w", offset=0),
-                                     x.access_ptr("r", offset=0), T.int64(m), T.int64(k), i))
+                                     x.access_ptr("r", offset=0), T.int64(m), T.int64(k),
+                                     T.Cast("int64", i)))
         for p in T.parallel(n // PANEL):
             T.evaluate(T.call_extern(
                 "int32", "sam3_bf16_panel",

@@ -80,7 +80,7 @@ SAM3_F32_TILE(3)
 SAM3_F32_TILE(4)
 SAM3_F32_TILE(5)
 SAM3_F32_TILE(6)
-
+@END_TILES@
 /* One 64-column panel, all rows: c = act(bias + a @ b), b packed [k][64]. */
 __attribute__((target("avx512f,avx512dq,fma")))
 int32_t sam3_f32_panel(float* c, int64_t ldc, const float* a, int64_t lda, const float* b,
@@ -113,7 +113,13 @@ int32_t sam3_f32_panel(float* c, int64_t ldc, const float* a, int64_t lda, const
 
 
 def c_source(kc: int = KC) -> str:
-    return C_SOURCE.replace("@GELU@", bf16.GELU_C).replace("@KC@", str(kc))
+    return C_SOURCE.replace("@GELU@", bf16.GELU_C).replace("@KC@", str(kc)).replace("@END_TILES@", "")
+
+
+def tile_source() -> str:
+    """The headers and the register tiles (`sam3_f32_tile_1` .. `_6`, static), for other
+    kernels' C (conv_f32.py); the caller closes the `extern "C"` block."""
+    return C_SOURCE.replace("@GELU@", bf16.GELU_C).split("@END_TILES@")[0]
 
 
 def c_module(kc: int = KC):

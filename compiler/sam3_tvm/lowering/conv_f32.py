@@ -1,0 +1,136 @@
+"""The stride-1 "same" convolutions (3x3 in the FPN neck and the pixel decoder) as a C
+kernel on packed pixel panels, for the CPUs `linear_f32.supported` picks.
+
+The importer (converters._shifted_taps_kernel) writes each such convolution as one
+contraction, out[co, p] = sum over taps t and channels c of W[co, t, c] *
+x_pad[c, p + offset(t)], with the padded input flattened by its padded row stride. Our
+GEMM rule runs that near peak on Zen 4 (0.51 s for the 256->256 3x3 at 288x288, as
+oneDNN), but on the Intel Xeon of docs/performance.md at 129-139 GFLOP/s: each step of
+the reduction reads 64 pixels of another channel plane, 337 KB further, so every step
+lands on a new page and the k walk has no locality.
+
+Here each 64-pixel block first copies its window of every (tap, channel), K = taps * ci
+rows of 64 floats (590 KB for ci = 256: it stays in L2), then runs linear_f32's 6x64
+register tile over it for 6 output channels at a time, W's rows read in place. The sums
+run in (tap, channel) order in fp32, as the contraction's (rounding-level differences
+from TVM's reduction order). The bias stays a separate add after the kernel.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+from tvm.script import tirx as T
+
+from sam3_tvm.lowering import linear_f32
+
+ATTR = "sam3.same_conv"  # on the importer's PrimFunc: conv_func's arguments
+BLOCK = 64               # output pixels per block (one tile width)
+
+C_SOURCE = r"""
+/* All output channels of the 64-pixel block at p0 (fewer at the end) of one image:
+   out[o, p0 + j] = sum_{t, c} w[o, t, c] * x[c, p0 + j + (t / kw) * row + t % kw].
+   panel: room for taps * ci * 64 floats. */
+__attribute__((target("avx512f,avx512dq,fma")))
+int32_t sam3_same_conv_block(float* out, const float* x, const float* w, float* panel,
+                             int64_t co, int64_t ci, int64_t taps, int64_t kw, int64_t row,
+                             int64_t plane, int64_t npix, int64_t p0) {
+  int64_t k = taps * ci, width = npix - p0 < 64 ? npix - p0 : 64;
+  for (int64_t t = 0; t < taps; ++t) {
+    const float* src = x + p0 + (t / kw) * row + t % kw;
+    for (int64_t c = 0; c < ci; ++c) {
+      float* dst = panel + (t * ci + c) * 64;
+      const float* s = src + c * plane;
+      if (width == 64) {
+        for (int j = 0; j < 64; j += 16) _mm512_storeu_ps(dst + j, _mm512_loadu_ps(s + j));
+      } else {
+        for (int64_t j = 0; j < 64; ++j) dst[j] = j < width ? s[j] : 0.0f;
+      }
+    }
+  }
+  float part[6 * 64]; /* a partial block's tile, before its valid columns are copied */
+  for (int64_t o = 0; o < co; o += 6) {
+    int64_t rows = co - o < 6 ? co - o : 6;
+    float* c = width == 64 ? out + o * npix + p0 : part;
+    int64_t ldc = width == 64 ? npix : 64;
+    const float* a = w + o * k;
+    switch (rows) {
+      case 1: sam3_f32_tile_1(c, ldc, a, k, panel, k, 0, 1, 0); break;
+      case 2: sam3_f32_tile_2(c, ldc, a, k, panel, k, 0, 1, 0); break;
+      case 3: sam3_f32_tile_3(c, ldc, a, k, panel, k, 0, 1, 0); break;
+      case 4: sam3_f32_tile_4(c, ldc, a, k, panel, k, 0, 1, 0); break;
+      case 5: sam3_f32_tile_5(c, ldc, a, k, panel, k, 0, 1, 0); break;
+      default: sam3_f32_tile_6(c, ldc, a, k, panel, k, 0, 1, 0); break;
+    }
+    if (width < 64)
+      for (int64_t r = 0; r < rows; ++r) memcpy(out + (o + r) * npix + p0, part + r * 64, width * 4);
+  }
+  return 0;
+}
+
+#ifdef __cplusplus
+}
+#endif
+"""
+
+
+def c_module():
+    """The kernel (with linear_f32's tiles) as a C source module for `export_library`."""
+    create = tvm.get_global_func("runtime.CSourceModuleCreate")
+    return create(linear_f32.tile_source() + C_SOURCE, "c", ["sam3_same_conv_block"], [])
+
+
+def conv_func(n: int, ci: int, length: int, co: int, taps: int, npix: int, kw: int, row: int):
+    """out[n, co, npix] from the padded, flattened input x[n, ci, length] and the taps
+    w[co, taps, ci]: the same signature as the importer's contraction."""
+    blocks = (npix + BLOCK - 1) // BLOCK
+
+    @T.prim_func(private=True)
+    def conv(x: T.Buffer((n, ci, length), "float32"), w: T.Buffer((co, taps, ci), "float32"),
+             out: T.Buffer((n, co, npix), "float32")):
+        # opaque (8): FuseOps must not merge producers or the bias add into the extern call
+        T.func_attr({"sam3.f32_conv": True, "tirx.is_scheduled": True, "op_pattern": 8})
+        for i in T.parallel(n * blocks):
+            panel = T.decl_buffer((taps * ci * BLOCK,), "float32")
+            T.evaluate(T.call_extern(
+                "int32", "sam3_same_conv_block",
+                out.access_ptr("w", offset=(i // blocks) * co * npix),
+                x.access_ptr("r", offset=(i // blocks) * ci * length),
+                w.access_ptr("r", offset=0), panel.access_ptr("w", offset=0),
+                T.int64(co), T.int64(ci), T.int64(taps), T.int64(kw), T.int64(row),
+                T.int64(length), T.int64(npix), T.Cast("int64", (i % blocks) * BLOCK)))
+
+    return conv
+
+
+def same_convs(mod: tvm.IRModule) -> tvm.IRModule:
+    """Swap the body of every importer same-convolution PrimFunc for the C kernel (the
+    call sites stay); attach the C module once if any was swapped."""
+    out = mod
+    swapped = False
+    for gv, func in mod.functions.items():
+        if not isinstance(func, tvm.tirx.PrimFunc) or func.attrs is None or ATTR not in func.attrs:
+            continue
+        n, ci, length, co, taps, npix, kw, row = (int(v) for v in func.attrs[ATTR])
+        new = conv_func(n, ci, length, co, taps, npix, kw, row)
+        out = out.__class__({**{g: f for g, f in out.functions.items()}, gv: new}, attrs=out.attrs)
+        swapped = True
+    if not swapped:
+        return mod
+    mods = list(out.attrs["external_mods"]) if out.attrs is not None and "external_mods" in out.attrs else []
+    return out.with_attr("external_mods", mods + [c_module()])
+
+
+def standalone_library(n: int, ci: int, co: int, h: int, w: int, k: int, path: str):
+    """`conv` (the kernel for a k x k same convolution of x[n, ci, h, w], taking the
+    padded flattened input and the taps as the importer lays them out) as a library at
+    `path`, loaded: the kernel outside a bundle, for the tests and the benchmark."""
+    from sam3_tvm.lowering.targets import host_target
+
+    p = k // 2
+    row = w + 2 * p
+    func = conv_func(n, ci, (h + 2 * p + 1) * row, co, k * k, h * row, k, row)
+    ex = tvm.compile(tvm.IRModule({"conv": func.with_attr("global_symbol", "conv")}), target=host_target())
+    ex.mod.import_module(c_module())
+    ex.export_library(path, options=["-O3"])
+    return tvm.runtime.load_module(path)
