@@ -34,6 +34,21 @@ def _run(lib, x, w, b):
     return out.numpy()
 
 
+def _panel_layout(wb):
+    """bf16 bits W [K, N] in pack_func's layout, written from its description: 64-column
+    panels of pairs of rows; inside a panel, blocks of 16 pairs (the last may be short),
+    each block four groups of 16 columns stored [pairs][16][2]."""
+    k, n = wb.shape
+    k2, p = k // 2, n // 64
+    plain = wb.reshape(k2, 2, p, 64).transpose(2, 0, 3, 1)  # [panel, pair, column, 2]
+    out = np.empty((p, k2 * 128), wb.dtype)
+    for b0 in range(0, k2, 16):
+        bs = min(16, k2 - b0)
+        grouped = plain[:, b0:b0 + bs].reshape(p, bs, 4, 16, 2).transpose(0, 2, 1, 3, 4)
+        out[:, b0 * 128:(b0 + bs) * 128] = grouped.reshape(p, -1)
+    return out.reshape(p, k2, 64, 2)
+
+
 def _gelu(a):
     """Exact (erf) GELU in float64, as nn.GELU computes it."""
     import torch
@@ -42,9 +57,10 @@ def _gelu(a):
 
 
 @needs_bf16
-@pytest.mark.parametrize("m,k,n", [(13, 96, 128), (6, 2, 64), (1, 1024, 192)])
+@pytest.mark.parametrize("m,k,n", [(13, 96, 128), (6, 2, 64), (1, 1024, 192), (5, 40, 64)])
 def test_gemm_matches_bf16_products(m, k, n, tmp_path):
-    """Remainder row tiles (13 = 2x6 + 1), K = 2 and a single row: the kernel computes
+    """Remainder row tiles (13 = 2x6 + 1), K = 2 (one short block of pairs), a single
+    row, K = 40 (a block of 16 pairs and a short one of 4): the kernel computes
     bf16(x) @ bf16(W) + bias with fp32 accumulation."""
     import tvm
 
@@ -55,9 +71,8 @@ def test_gemm_matches_bf16_products(m, k, n, tmp_path):
     b = rng.standard_normal(n, dtype=np.float32)
     packed = tvm.runtime.tensor(np.zeros((n // 64, k // 2, 64, 2), np.uint16))
     lib["pack"](tvm.runtime.tensor(w), packed)
-    # packing = RNE rounding + the [N/64, K/2, 64, 2] layout
-    unpacked = packed.numpy().transpose(1, 3, 0, 2).reshape(k, n)
-    np.testing.assert_array_equal(unpacked, w.astype(ml_dtypes.bfloat16).view(np.uint16))
+    # packing = RNE rounding + the panel layout
+    np.testing.assert_array_equal(packed.numpy(), _panel_layout(w.astype(ml_dtypes.bfloat16).view(np.uint16)))
     out = tvm.runtime.tensor(np.zeros((m, n), np.float32))
     lib["gemm"](tvm.runtime.tensor(x), packed, tvm.runtime.tensor(b), out)
     ref = _bf16(x).astype(np.float64) @ _bf16(w).astype(np.float64) + b
