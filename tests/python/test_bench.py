@@ -1,6 +1,7 @@
 """`sam3-tvm bench` on the tiny bundle: both sides timed, report/plot/table written."""
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -138,3 +139,18 @@ def test_driver_reports_its_own_peak_rss(tiny_bundle):
     replies = [json.loads(line) for line in r.stdout.splitlines()]
     assert float(ballast[-1]) == 1.0
     assert 0 < replies[-1]["peak_rss_bytes"] < (1 << 30) * 0.75, replies
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="x86 CPU names")
+def test_linear_rows_time_the_bundles_cpu():
+    """The ViT linear rows time the kernel a bundle built for its `mcpu` runs: an AVX2
+    bundle's rows the default schedule for x86-64-v3 (an AVX2 run on an Intel AVX-512
+    host once timed the host's packed AVX-512 kernel instead), an Intel AVX-512 bundle's
+    the packed kernel."""
+    from sam3_tvm.tools import bench
+
+    avx2 = bench._fp32_matmul("x86-64-v3")
+    assert avx2.func is bench._tvm_matmul and avx2.keywords == {"cpu": "x86-64-v3"}
+    spr = bench._fp32_matmul("sapphirerapids")
+    assert spr.func is bench._packed_f32_matmul and spr.keywords == {"cpu": "sapphirerapids"}
+    assert bench._fp32_matmul("znver4").func is bench._tvm_matmul

@@ -213,7 +213,7 @@ int32_t sam3_amx_available(void) { return sam3_amx_ready(); }
    multiple of 32. In the bf16 copy of x (sam3_to_bf16_row) those rows lie as 16x32 tiles,
    each 1 KB contiguous: the 16 rows r..r+15 (r a multiple of 16) fill x's rows r..r+15
    of room with their K/32 tiles in k order. A tile load from rows K*2 bytes apart (16
-   streams, 2-4 KiB strides that share L1 sets) ran the whole GEMM 1.2-1.6x slower on
+   streams, 2-9 KiB strides for the ViT's K) ran the whole GEMM 1.06-1.4x slower on
    the Xeon of docs/performance.md. The other rows stay row-major at their own offsets. */
 static int64_t sam3_amx_rows_of(int64_t m, int64_t k) {
 #ifdef SAM3_HAVE_AMX

@@ -176,13 +176,15 @@ def f32_linears(mod: tvm.IRModule) -> tvm.IRModule:
     return bf16.packed_linears(mod, KIND)
 
 
-def standalone_library(m: int, k: int, n: int, path: str, gelu: bool = False, kc: int = KC):
-    """`gemm` and `pack` as one library at `path`, loaded (benchmark rows, tests)."""
+def standalone_library(m: int, k: int, n: int, path: str, gelu: bool = False, kc: int = KC,
+                       cpu: str | None = None):
+    """`gemm` and `pack` as one library at `path` (for this host, or `mcpu` `cpu`), loaded
+    (benchmark rows, tests)."""
     from sam3_tvm.lowering.targets import host_target
 
     mod = tvm.IRModule({"gemm": gemm_func(m, k, n, gelu).with_attr("global_symbol", "gemm"),
                         "pack": pack_func(k, n).with_attr("global_symbol", "pack")})
-    ex = tvm.compile(mod, target=host_target())
+    ex = tvm.compile(mod, target=host_target(cpu=cpu))
     ex.mod.import_module(c_module(kc))
     ex.export_library(path, options=["-O3"])
     return tvm.runtime.load_module(path)

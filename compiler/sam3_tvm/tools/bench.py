@@ -170,15 +170,16 @@ def sgemm_peaks(runs: int = 5) -> dict:
     return out
 
 
-def _tvm_matmul(m: int, k: int, n: int):
-    """Compile x[m,k] @ w[k,n] with the bundle pipeline; returns make_call(x, w) -> thunk."""
+def _tvm_matmul(m: int, k: int, n: int, cpu: str | None = None):
+    """Compile x[m,k] @ w[k,n] with the bundle pipeline for this host, or for `mcpu`
+    `cpu`; returns make_call(x, w) -> thunk."""
     import tvm
     from tvm import relax
 
     from sam3_tvm.lowering import pipeline
     from sam3_tvm.lowering.targets import host_target
 
-    target = host_target()
+    target = host_target(cpu=cpu)
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((m, k), "float32"))
     w = relax.Var("w", relax.TensorType((k, n), "float32"))
@@ -211,12 +212,13 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def linear_rows(tokens: int, runs: int, bf16: bool = False) -> dict:
-    """The ViT's linear layers as single kernels vs torch fp32: our default fp32 CPU
-    schedule, or with `bf16` the kernel of `--precision bf16` (CPUs with AVX512_BF16)."""
+def linear_rows(tokens: int, runs: int, bf16: bool = False, cpu: str | None = None) -> dict:
+    """The ViT's linear layers as single kernels vs torch fp32: the fp32 kernel a bundle
+    built for `mcpu` `cpu` (default: this host's) runs them on, or with `bf16` the kernel
+    of `--precision bf16` (CPUs with AVX512_BF16)."""
     import torch
 
-    kernel, tag = (_bf16_matmul, " bf16") if bf16 else (_fp32_matmul(), "")
+    kernel, tag = (_bf16_matmul, " bf16") if bf16 else (_fp32_matmul(cpu), "")
     rows = {}
     for name, (k, n) in VIT_LINEARS.items():
         xa, wa = np.random.rand(tokens, k).astype("float32"), np.random.rand(k, n).astype("float32")
@@ -233,16 +235,20 @@ def linear_rows(tokens: int, runs: int, bf16: bool = False) -> dict:
     return rows
 
 
-def _fp32_matmul():
-    """The fp32 kernel the bundle's ViT linears run on for this CPU: on panel-packed
+def _fp32_matmul(cpu: str | None = None):
+    """The fp32 kernel a bundle's ViT linears run on when built for `mcpu` `cpu` (this
+    host's by default; an AVX2 bundle's rows must time AVX2 code): on panel-packed
     weights where `linear_f32.supported`, else the default schedule."""
+    import functools
+
     from sam3_tvm.lowering import linear_f32
     from sam3_tvm.lowering.targets import host_target
 
-    return _packed_f32_matmul if linear_f32.supported(host_target()) else _tvm_matmul
+    kernel = _packed_f32_matmul if linear_f32.supported(host_target(cpu=cpu)) else _tvm_matmul
+    return functools.partial(kernel, cpu=cpu)
 
 
-def _packed_f32_matmul(m: int, k: int, n: int):
+def _packed_f32_matmul(m: int, k: int, n: int, cpu: str | None = None):
     """linear_f32's kernel for x[m,k] @ w[k,n], w packed once (the bundle packs it at
     compile time). Returns make_call(x, w) -> thunk."""
     import tempfile
@@ -253,7 +259,7 @@ def _packed_f32_matmul(m: int, k: int, n: int):
 
     def make_call(xa, wa):
         with tempfile.TemporaryDirectory() as tmp:
-            lib = linear_f32.standalone_library(m, k, n, os.path.join(tmp, "gemm.so"))
+            lib = linear_f32.standalone_library(m, k, n, os.path.join(tmp, "gemm.so"), cpu=cpu)
         packed = tvm.runtime.tensor(np.zeros((n // linear_f32.PANEL, k, linear_f32.PANEL), np.float32))
         lib["pack"](tvm.runtime.tensor(wa), packed)
         xt, bt = tvm.runtime.tensor(xa), tvm.runtime.tensor(np.zeros(n, np.float32))
@@ -350,7 +356,8 @@ def run_bench(bundle: str, image: str, runs: int = 3, exe: str | None = None,
         if alt:
             alt.close()
     with step("ViT linear layers"):
-        lin = linear_rows(ts.cfg.grid ** 2, runs)
+        # built for the bundle's CPU, as its components are
+        lin = linear_rows(ts.cfg.grid ** 2, runs, cpu=manifest["target"].get("mcpu"))
     if alt_precision == "bf16":
         with step("ViT linear layers, bf16 kernel"):
             lin.update(linear_rows(ts.cfg.grid ** 2, runs, bf16=True))
