@@ -19,7 +19,6 @@ from TVM's reduction order). The bias stays a separate add after the kernel.
 from __future__ import annotations
 
 import tvm
-from tvm import relax
 from tvm.script import tirx as T
 
 from sam3_tvm.lowering import linear_f32
@@ -106,19 +105,17 @@ def conv_func(n: int, ci: int, length: int, co: int, taps: int, npix: int, kw: i
 def same_convs(mod: tvm.IRModule) -> tvm.IRModule:
     """Swap the body of every importer same-convolution PrimFunc for the C kernel (the
     call sites stay); attach the C module once if any was swapped."""
-    out = mod
+    funcs = dict(mod.functions)
     swapped = False
     for gv, func in mod.functions.items():
         if not isinstance(func, tvm.tirx.PrimFunc) or func.attrs is None or ATTR not in func.attrs:
             continue
-        n, ci, length, co, taps, npix, kw, row = (int(v) for v in func.attrs[ATTR])
-        new = conv_func(n, ci, length, co, taps, npix, kw, row)
-        out = out.__class__({**{g: f for g, f in out.functions.items()}, gv: new}, attrs=out.attrs)
+        funcs[gv] = conv_func(*(int(v) for v in func.attrs[ATTR]))
         swapped = True
     if not swapped:
         return mod
-    mods = list(out.attrs["external_mods"]) if out.attrs is not None and "external_mods" in out.attrs else []
-    return out.with_attr("external_mods", mods + [c_module()])
+    mods = list(mod.attrs["external_mods"]) if mod.attrs is not None and "external_mods" in mod.attrs else []
+    return tvm.IRModule(funcs, attrs=mod.attrs).with_attr("external_mods", mods + [c_module()])
 
 
 def standalone_library(n: int, ci: int, co: int, h: int, w: int, k: int, path: str):
