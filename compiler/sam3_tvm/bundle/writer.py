@@ -58,9 +58,11 @@ def kernel_rewrites(name: str, mod, spec: TargetSpec, target):
     if spec.precision == "bf16" and name in BF16_ATTENTION_COMPONENTS:
         return attention.to_bf16(mod)
     if spec.precision == "fp32" and spec.kind == "cpu" and name in BF16_COMPONENTS:
-        # the same linears in fp32 on panel-packed weights, where that was measured faster
-        if linear_f32.supported(target):
-            return linear_f32.f32_linears(mod)
+        # the same linears in fp32 on panel-packed weights (AVX-512 or AVX2 tiles), where
+        # that was measured faster
+        kind = linear_f32.kind_for(target)
+        if kind is not None:
+            return linear_f32.f32_linears(mod, kind)
     return mod
 
 

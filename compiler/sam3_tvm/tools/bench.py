@@ -238,13 +238,13 @@ def linear_rows(tokens: int, runs: int, bf16: bool = False, cpu: str | None = No
 def _fp32_matmul(cpu: str | None = None):
     """The fp32 kernel a bundle's ViT linears run on when built for `mcpu` `cpu` (this
     host's by default; an AVX2 bundle's rows must time AVX2 code): on panel-packed
-    weights where `linear_f32.supported`, else the default schedule."""
+    weights where `linear_f32.kind_for` picks a kernel, else the default schedule."""
     import functools
 
     from sam3_tvm.lowering import linear_f32
     from sam3_tvm.lowering.targets import host_target
 
-    kernel = _packed_f32_matmul if linear_f32.supported(host_target(cpu=cpu)) else _tvm_matmul
+    kernel = _packed_f32_matmul if linear_f32.kind_for(host_target(cpu=cpu)) else _tvm_matmul
     return functools.partial(kernel, cpu=cpu)
 
 
@@ -256,11 +256,13 @@ def _packed_f32_matmul(m: int, k: int, n: int, cpu: str | None = None):
     import tvm
 
     from sam3_tvm.lowering import linear_f32
+    from sam3_tvm.lowering.targets import host_target
 
     def make_call(xa, wa):
         with tempfile.TemporaryDirectory() as tmp:
             lib = linear_f32.standalone_library(m, k, n, os.path.join(tmp, "gemm.so"), cpu=cpu)
-        packed = tvm.runtime.tensor(np.zeros((n // linear_f32.PANEL, k, linear_f32.PANEL), np.float32))
+        shape, dtype = linear_f32.kind_for(host_target(cpu=cpu)).packed_type(k, n)
+        packed = tvm.runtime.tensor(np.zeros(shape, dtype))
         lib["pack"](tvm.runtime.tensor(wa), packed)
         xt, bt = tvm.runtime.tensor(xa), tvm.runtime.tensor(np.zeros(n, np.float32))
         out = tvm.runtime.tensor(np.zeros((m, n), np.float32))
