@@ -1,5 +1,5 @@
-"""The same-convolution kernel on packed pixel panels (lowering/conv_f32.py): against
-float64 PyTorch with partial pixel blocks, output channels not a multiple of the 6-row
+"""The same-convolution kernel on packed pixel panels (lowering/conv_f32.py), with the
+AVX-512 tile and the AVX2 one: against float64 PyTorch with partial pixel blocks, output channels not a multiple of the 6-row
 tile, 3x3 and 5x5 taps, two images; the importer's contraction it replaces, swapped in a
 real component."""
 import numpy as np
@@ -8,21 +8,26 @@ import pytest
 from sam3_tvm.bundle.runtime import _cpu_flags
 
 needs_avx512 = pytest.mark.skipif("avx512f" not in _cpu_flags(), reason="CPU without AVX-512")
+needs_avx2 = pytest.mark.skipif(not {"avx2", "fma"} <= set(_cpu_flags()), reason="CPU without AVX2")
 
 
-@needs_avx512
+@pytest.mark.parametrize("cpu", [pytest.param(None, marks=needs_avx512, id="avx512"),
+                                 pytest.param("x86-64-v3", marks=needs_avx2, id="avx2")])
 @pytest.mark.parametrize("n,ci,co,h,w,k", [
     (2, 5, 13, 9, 7, 3),      # 2 images, 99 padded pixels: a full block and a partial one; co 13 = 2x6 + 1
     (1, 16, 6, 20, 11, 5),    # 5x5 taps, padding 2
     (1, 64, 70, 33, 40, 3),   # many blocks, co 70 = 11x6 + 4
 ])
-def test_conv_matches_float64(n, ci, co, h, w, k, tmp_path):
+def test_conv_matches_float64(n, ci, co, h, w, k, cpu, tmp_path):
     import torch
     import tvm
 
-    from sam3_tvm.lowering import conv_f32
+    from sam3_tvm.lowering import conv_f32, linear_f32
+    from sam3_tvm.lowering.targets import host_target
 
-    lib = conv_f32.standalone_library(n, ci, co, h, w, k, str(tmp_path / "conv.so"))
+    if cpu is None and not linear_f32.supported(host_target()):
+        pytest.skip("this host's mcpu does not take the AVX-512 tile")
+    lib = conv_f32.standalone_library(n, ci, co, h, w, k, str(tmp_path / "conv.so"), cpu=cpu)
     rng = np.random.default_rng(ci + co)
     x = rng.standard_normal((n, ci, h, w), dtype=np.float32)
     wt = (rng.standard_normal((co, ci, k, k)) / np.sqrt(ci * k * k)).astype(np.float32)
@@ -58,6 +63,11 @@ def test_swap_in_a_component(tiny_model):
         assert "sam3_same_conv_block" in out[gv].script()
     assert out["main"].script().count("same_conv") == calls
     assert len(out.attrs["external_mods"]) == 1
+    # the AVX2 build's module carries the 8-lane tiles, the AVX-512 build's the 16-lane
+    src = out.attrs["external_mods"][0].inspect_source()
+    avx2 = conv_f32.same_convs(mod, avx2=True).attrs["external_mods"][0].inspect_source()
+    assert "SAM3_F32_TILE(6)" in src and "sam3_f32x8" not in src
+    assert "SAM3_F32X8_TILE(6)" in avx2 and "avx512" not in avx2
     # GPU builds import the nine-matmul form: nothing to swap
     gpu, _, _ = import_component("grounding_head", tiny_model, tiny_model.sam3_tvm_config)
     assert conv_f32.same_convs(gpu).same_as(gpu)

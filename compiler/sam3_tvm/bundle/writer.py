@@ -47,10 +47,10 @@ def kernel_rewrites(name: str, mod, spec: TargetSpec, target):
     tasks are the kernels `compile` schedules."""
     from sam3_tvm.lowering import attention, conv_f32, linear_f32
 
-    if spec.kind == "cpu" and linear_f32.supported(target):
+    if spec.kind == "cpu" and conv_f32.supported(target):
         # the 3x3 same convolutions (fp32 in every precision) on packed pixel panels,
         # where that was measured faster
-        mod = conv_f32.same_convs(mod)
+        mod = conv_f32.same_convs(mod, linear_f32.kind_for(target) is linear_f32.KIND_AVX2)
     if spec.precision == "bf16" and name in BF16_COMPONENTS:
         from sam3_tvm.lowering.bf16 import bf16_linears
 

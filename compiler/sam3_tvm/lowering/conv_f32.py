@@ -1,5 +1,6 @@
 """The stride-1 "same" convolutions (3x3 in the FPN neck and the pixel decoder) as a C
-kernel on packed pixel panels, for the CPUs `linear_f32.supported` picks.
+kernel on packed pixel panels, for the CPUs `linear_f32.kind_for` gives a tile (AVX-512
+Intel; AVX2 builds).
 
 The importer (converters._shifted_taps_kernel) writes each such convolution as one
 contraction, out[co, p] = sum over taps t and channels c of W[co, t, c] *
@@ -11,7 +12,8 @@ lands on a new page and the k walk has no locality.
 
 Here each 64-pixel block first copies its window of every (tap, channel), K = taps * ci
 rows of 64 floats (590 KB for ci = 256: it stays in L2), then runs linear_f32's 6x64
-register tile over it for 6 output channels at a time, W's rows read in place. The sums
+register tile over it (AVX2: four 6x16 tiles, the panel as four 16-pixel sub-panels) for
+6 output channels at a time, W's rows read in place. The sums
 run in (tap, channel) order in fp32, as the contraction's (rounding-level differences
 from TVM's reduction order). The bias stays a separate add after the kernel.
 """
@@ -29,8 +31,9 @@ BLOCK = 64               # output pixels per block (one tile width)
 C_SOURCE = r"""
 /* All output channels of the 64-pixel block at p0 (fewer at the end) of one image:
    out[o, p0 + j] = sum_{t, c} w[o, t, c] * x[c, p0 + j + (t / kw) * row + t % kw].
-   panel: room for taps * ci * 64 floats. */
-__attribute__((target("avx512f,avx512dq,fma")))
+   panel: room for taps * ci * 64 floats, as 64 / SUB sub-panels [k][SUB] (one for the
+   AVX-512 tile, 64 columns wide; four for the AVX2 tile, 16 wide). */
+SAM3_CONV_TARGET
 int32_t sam3_same_conv_block(float* out, const float* x, const float* w, float* panel,
                              int64_t co, int64_t ci, int64_t taps, int64_t kw, int64_t row,
                              int64_t plane, int64_t npix, int64_t p0) {
@@ -38,28 +41,33 @@ int32_t sam3_same_conv_block(float* out, const float* x, const float* w, float* 
   for (int64_t t = 0; t < taps; ++t) {
     const float* src = x + p0 + (t / kw) * row + t % kw;
     for (int64_t c = 0; c < ci; ++c) {
-      float* dst = panel + (t * ci + c) * 64;
       const float* s = src + c * plane;
-      if (width == 64) {
-        for (int j = 0; j < 64; j += 16) _mm512_storeu_ps(dst + j, _mm512_loadu_ps(s + j));
-      } else {
-        for (int64_t j = 0; j < 64; ++j) dst[j] = j < width ? s[j] : 0.0f;
+      for (int64_t q = 0; q < 64 / SUB; ++q) {
+        float* dst = panel + (q * k + t * ci + c) * SUB;
+        if (width == 64) {
+          memcpy(dst, s + q * SUB, SUB * sizeof(float));
+        } else {
+          for (int64_t j = 0; j < SUB; ++j) dst[j] = q * SUB + j < width ? s[q * SUB + j] : 0.0f;
+        }
       }
     }
   }
   float part[6 * 64]; /* a partial block's tile, before its valid columns are copied */
   for (int64_t o = 0; o < co; o += 6) {
     int64_t rows = co - o < 6 ? co - o : 6;
-    float* c = width == 64 ? out + o * npix + p0 : part;
-    int64_t ldc = width == 64 ? npix : 64;
     const float* a = w + o * k;
-    switch (rows) {
-      case 1: sam3_f32_tile_1(c, ldc, a, k, panel, k, 0, 1, 0); break;
-      case 2: sam3_f32_tile_2(c, ldc, a, k, panel, k, 0, 1, 0); break;
-      case 3: sam3_f32_tile_3(c, ldc, a, k, panel, k, 0, 1, 0); break;
-      case 4: sam3_f32_tile_4(c, ldc, a, k, panel, k, 0, 1, 0); break;
-      case 5: sam3_f32_tile_5(c, ldc, a, k, panel, k, 0, 1, 0); break;
-      default: sam3_f32_tile_6(c, ldc, a, k, panel, k, 0, 1, 0); break;
+    for (int64_t q = 0; q < 64 / SUB; ++q) {
+      float* c = (width == 64 ? out + o * npix + p0 : part) + q * SUB;
+      int64_t ldc = width == 64 ? npix : 64;
+      const float* b = panel + q * k * SUB;
+      switch (rows) {
+        case 1: TILE(1, c, ldc, a, k, b); break;
+        case 2: TILE(2, c, ldc, a, k, b); break;
+        case 3: TILE(3, c, ldc, a, k, b); break;
+        case 4: TILE(4, c, ldc, a, k, b); break;
+        case 5: TILE(5, c, ldc, a, k, b); break;
+        default: TILE(6, c, ldc, a, k, b); break;
+      }
     }
     if (width < 64)
       for (int64_t r = 0; r < rows; ++r) memcpy(out + (o + r) * npix + p0, part + r * 64, width * 4);
@@ -71,12 +79,30 @@ int32_t sam3_same_conv_block(float* out, const float* x, const float* w, float* 
 }
 #endif
 """
+# c[r, :SUB] = sum_k a[r, k] * b[k, :SUB] for the R rows of one tile, no bias, no GELU
+AVX512 = r"""
+#define SAM3_CONV_TARGET __attribute__((target("avx512f,avx512dq,fma")))
+#define SUB 64
+#define TILE(R, c, ldc, a, k, b) sam3_f32_tile_##R(c, ldc, a, k, b, k, 0, 1, 0)
+"""
+AVX2 = r"""
+#define SAM3_CONV_TARGET __attribute__((target("avx2,fma")))
+#define SUB 16
+#define TILE(R, c, ldc, a, k, b) sam3_f32x8_tile_##R(c, ldc, a, k, b, k, 0, 0)
+"""
 
 
-def c_module():
-    """The kernel (with linear_f32's tiles) as a C source module for `export_library`."""
+def supported(target) -> bool:
+    """The targets with a packed fp32 tile (linear_f32.kind_for)."""
+    return linear_f32.kind_for(target) is not None
+
+
+def c_module(avx2: bool = False):
+    """The kernel (with linear_f32's AVX-512 tiles, or its AVX2 ones) as a C source module
+    for `export_library`."""
+    tiles = linear_f32.avx2_tile_source() + AVX2 if avx2 else linear_f32.tile_source() + AVX512
     create = tvm.get_global_func("runtime.CSourceModuleCreate")
-    return create(linear_f32.tile_source() + C_SOURCE, "c", ["sam3_same_conv_block"], [])
+    return create(tiles + C_SOURCE, "c", ["sam3_same_conv_block"], [])
 
 
 def conv_func(n: int, ci: int, length: int, co: int, taps: int, npix: int, kw: int, row: int):
@@ -102,9 +128,10 @@ def conv_func(n: int, ci: int, length: int, co: int, taps: int, npix: int, kw: i
     return conv
 
 
-def same_convs(mod: tvm.IRModule) -> tvm.IRModule:
-    """Swap the body of every importer same-convolution PrimFunc for the C kernel (the
-    call sites stay); attach the C module once if any was swapped."""
+def same_convs(mod: tvm.IRModule, avx2: bool = False) -> tvm.IRModule:
+    """Swap the body of every importer same-convolution PrimFunc for the C kernel (AVX-512
+    tiles, or AVX2 ones) (the call sites stay); attach the C module once if any was
+    swapped."""
     funcs = dict(mod.functions)
     swapped = False
     for gv, func in mod.functions.items():
@@ -115,19 +142,22 @@ def same_convs(mod: tvm.IRModule) -> tvm.IRModule:
     if not swapped:
         return mod
     mods = list(mod.attrs["external_mods"]) if mod.attrs is not None and "external_mods" in mod.attrs else []
-    return tvm.IRModule(funcs, attrs=mod.attrs).with_attr("external_mods", mods + [c_module()])
+    return tvm.IRModule(funcs, attrs=mod.attrs).with_attr("external_mods", mods + [c_module(avx2)])
 
 
-def standalone_library(n: int, ci: int, co: int, h: int, w: int, k: int, path: str):
+def standalone_library(n: int, ci: int, co: int, h: int, w: int, k: int, path: str,
+                       cpu: str | None = None):
     """`conv` (the kernel for a k x k same convolution of x[n, ci, h, w], taking the
     padded flattened input and the taps as the importer lays them out) as a library at
-    `path`, loaded: the kernel outside a bundle, for the tests and the benchmark."""
+    `path` for this host (or `mcpu` `cpu`), loaded: the kernel outside a bundle, for the
+    tests and the benchmark."""
     from sam3_tvm.lowering.targets import host_target
 
+    target = host_target(cpu=cpu)
     p = k // 2
     row = w + 2 * p
     func = conv_func(n, ci, (h + 2 * p + 1) * row, co, k * k, h * row, k, row)
-    ex = tvm.compile(tvm.IRModule({"conv": func.with_attr("global_symbol", "conv")}), target=host_target())
-    ex.mod.import_module(c_module())
+    ex = tvm.compile(tvm.IRModule({"conv": func.with_attr("global_symbol", "conv")}), target=target)
+    ex.mod.import_module(c_module(linear_f32.kind_for(target) is linear_f32.KIND_AVX2))
     ex.export_library(path, options=["-O3"])
     return tvm.runtime.load_module(path)

@@ -193,6 +193,7 @@ KIND = bf16.PackedKind(prefix="sam3_f32_", pack=pack_func, gemm=gemm_func,
 AVX2_SOURCE = r"""
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -232,7 +233,7 @@ SAM3_F32X8_TILE(3)
 SAM3_F32X8_TILE(4)
 SAM3_F32X8_TILE(5)
 SAM3_F32X8_TILE(6)
-
+@END_TILES@
 /* 64 columns, all rows: c = act(bias + a @ b), b = 4 sub-panels [4][k][16]. */
 __attribute__((target("avx2,fma")))
 int32_t sam3_f32x8_panel(float* c, int64_t ldc, const float* a, int64_t lda, const float* b,
@@ -265,11 +266,20 @@ int32_t sam3_f32x8_panel(float* c, int64_t ldc, const float* a, int64_t lda, con
 SUB = 16  # columns per AVX2 sub-panel
 
 
+def _avx2_source() -> str:
+    gelu = bf16.GELU_C.replace("__m512", "__m256").replace("_mm512_", "_mm256_")
+    return AVX2_SOURCE.replace("@GELU@", gelu)
+
+
+def avx2_tile_source() -> str:
+    """As `tile_source`, for the AVX2 tiles (`sam3_f32x8_tile_1` .. `_6`)."""
+    return _avx2_source().split("@END_TILES@")[0]
+
+
 def avx2_c_module(kc: int = KC):
     """The AVX2 micro-kernel as a C source module (`kc` unused: it walks all of K)."""
-    gelu = bf16.GELU_C.replace("__m512", "__m256").replace("_mm512_", "_mm256_")
     create = tvm.get_global_func("runtime.CSourceModuleCreate")
-    return create(AVX2_SOURCE.replace("@GELU@", gelu), "c", ["sam3_f32x8_panel"], [])
+    return create(_avx2_source().replace("@END_TILES@", ""), "c", ["sam3_f32x8_panel"], [])
 
 
 def avx2_pack_func(k: int, n: int):
