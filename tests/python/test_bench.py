@@ -143,14 +143,18 @@ def test_driver_reports_its_own_peak_rss(tiny_bundle):
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="x86 CPU names")
 def test_linear_rows_time_the_bundles_cpu():
-    """The ViT linear rows time the kernel a bundle built for its `mcpu` runs: an AVX2
-    bundle's rows the default schedule for x86-64-v3 (an AVX2 run on an Intel AVX-512
-    host once timed the host's packed AVX-512 kernel instead), an Intel AVX-512 bundle's
-    the packed kernel."""
+    """The ViT linear rows time the kernel a bundle built for its `mcpu` runs, whatever
+    the host (an AVX2 run on an Intel AVX-512 host once timed the host's AVX-512 kernel
+    as the AVX2 bundle's): an AVX2 bundle's rows the packed AVX2 kernel, an Intel AVX-512
+    bundle's the packed AVX-512 kernel, a Zen 4 bundle's the default schedule."""
+    from sam3_tvm.lowering import linear_f32
+    from sam3_tvm.lowering.targets import host_target
     from sam3_tvm.tools import bench
 
     avx2 = bench._fp32_matmul("x86-64-v3")
-    assert avx2.func is bench._tvm_matmul and avx2.keywords == {"cpu": "x86-64-v3"}
+    assert avx2.func is bench._packed_f32_matmul and avx2.keywords == {"cpu": "x86-64-v3"}
+    assert linear_f32.kind_for(host_target(cpu="x86-64-v3")) is linear_f32.KIND_AVX2
     spr = bench._fp32_matmul("sapphirerapids")
     assert spr.func is bench._packed_f32_matmul and spr.keywords == {"cpu": "sapphirerapids"}
+    assert linear_f32.kind_for(host_target(cpu="sapphirerapids")) is linear_f32.KIND
     assert bench._fp32_matmul("znver4").func is bench._tvm_matmul
