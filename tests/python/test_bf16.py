@@ -179,6 +179,10 @@ def test_tiny_bf16_bundle(tmp_path):
     # the encoders' attention (head width 32) on the bf16 kernel too
     for c in ("image_encoder", "text_encoder"):
         assert b"sam3_attention_bf16" in open(os.path.join(out, f"{c}.so"), "rb").read(), c
+    from sam3_tvm.lowering import conv_f32
+    if conv_f32.supported(targets.tvm_target(spec)):
+        # AVX-512 Intel: the neck's 3x3 convolutions (32 channels: K = 288) on bf16 products
+        assert b"sam3_same_conv_block_bf16" in open(os.path.join(out, "image_encoder.so"), "rb").read()
     rows = verify_bundle(out)
     require_pass(rows)
     assert all(r["tolerance"] == "exact" or f"relL2<={BF16_TOLERANCE['rel_l2']:g}" in r["tolerance"]

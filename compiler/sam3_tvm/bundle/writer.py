@@ -45,11 +45,16 @@ def kernel_rewrites(name: str, mod, spec: TargetSpec, target):
     """The C-kernel rewrites `name` gets for `spec` on `target`, before its weights are
     lifted (so weight packing runs at compile time). `tune` applies them too, so its
     tasks are the kernels `compile` schedules."""
-    from sam3_tvm.lowering import attention, conv_f32, linear_f32
+    from sam3_tvm.lowering import attention, conv_bf16, conv_f32, linear_f32
 
+    bf16_part = name in BF16_COMPONENTS + BF16_ATTENTION_COMPONENTS
+    if spec.kind == "cpu" and spec.precision == "bf16" and bf16_part and conv_f32.supported(target):
+        # bf16 bundles: the 3x3 convolutions of the neck and the pixel decoder on AMX
+        # (4x the fp32 kernel on the Xeon; the fp32 kernel where AMX is not ready)
+        mod = conv_bf16.same_convs(mod)
     if spec.kind == "cpu" and conv_f32.supported(target):
-        # the 3x3 same convolutions (fp32 in every precision) on packed pixel panels,
-        # where that was measured faster
+        # the (other) 3x3 same convolutions in fp32 on packed pixel panels, where that
+        # was measured faster
         mod = conv_f32.same_convs(mod, linear_f32.kind_for(target) is linear_f32.KIND_AVX2)
     if spec.precision == "bf16" and name in BF16_COMPONENTS:
         from sam3_tvm.lowering.bf16 import bf16_linears

@@ -97,12 +97,16 @@ def supported(target) -> bool:
     return linear_f32.kind_for(target) is not None
 
 
-def c_module(avx2: bool = False):
-    """The kernel (with linear_f32's AVX-512 tiles, or its AVX2 ones) as a C source module
-    for `export_library`."""
+def c_source(avx2: bool = False) -> str:
+    """The kernel's C, with linear_f32's AVX-512 tiles or its AVX2 ones."""
     tiles = linear_f32.avx2_tile_source() + AVX2 if avx2 else linear_f32.tile_source() + AVX512
+    return tiles + C_SOURCE
+
+
+def c_module(avx2: bool = False):
+    """The kernel as a C source module for `export_library`."""
     create = tvm.get_global_func("runtime.CSourceModuleCreate")
-    return create(tiles + C_SOURCE, "c", ["sam3_same_conv_block"], [])
+    return create(c_source(avx2), "c", ["sam3_same_conv_block"], [])
 
 
 def conv_func(n: int, ci: int, length: int, co: int, taps: int, npix: int, kw: int, row: int):
