@@ -158,3 +158,26 @@ def test_layout_copy_vectorises_the_innermost_axis():
     assert re.findall(r"T\.parallel\((?:T\.int64\()?(\d+)", text) == [str(3 * 2 * 4 * 40)], text
     assert re.findall(r"T\.vectorized\((?:T\.int64\()?(\d+)", text) == [str(lanes)], text
     np.testing.assert_allclose(got[0], ref.numpy(), rtol=0, atol=0)
+
+
+def test_layer_norm_sums_rows_as_vectors():
+    """A layer norm's mean and variance are summed as `lanes` partial sums per row
+    (rfactor, a vector loop), not one scalar chain per row; the softmax of a row too."""
+    import tvm
+
+    class NormSoftmax(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = torch.nn.LayerNorm(128)
+
+        def forward(self, x):
+            return torch.softmax(self.norm(x) * 3.0, -1)
+
+    x = torch.randn(2, 40, 128, generator=torch.Generator().manual_seed(0)) * 4 + 1
+    with torch.no_grad():
+        opt, got, ref = _compile(NormSoftmax().eval(), [x])
+    funcs = [f for f in opt.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    texts = [f.script() for f in funcs]
+    norm = [t for t in texts if "layer_norm" in t.lower() or "x_var_sum" in t]
+    assert norm and all("_rf" in t and "T.vectorized" in t for t in norm), texts
+    np.testing.assert_allclose(got[0], ref.numpy(), rtol=1e-5, atol=1e-6)
