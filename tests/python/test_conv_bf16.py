@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from sam3_tvm.bundle.runtime import _cpu_flags
+from test_conv_f32 import run_conv
 
 needs_bf16 = pytest.mark.skipif("avx512_bf16" not in _cpu_flags(), reason="CPU without AVX512_BF16")
 needs_amx = pytest.mark.skipif("amx_bf16" not in _cpu_flags(), reason="CPU without AMX-BF16")
@@ -24,21 +25,12 @@ def _round_bf16(a):
 
 def run_case(n, ci, co, h, w, k, path, amx=True):
     import torch
-    import tvm
 
     from sam3_tvm.lowering import conv_bf16
 
     lib = conv_bf16.standalone_library(n, ci, co, h, w, k, path)
-    rng = np.random.default_rng(ci + co + k)
-    x = rng.standard_normal((n, ci, h, w), dtype=np.float32)
-    wt = (rng.standard_normal((co, ci, k, k)) / np.sqrt(ci * k * k)).astype(np.float32)
+    x, wt, got = run_conv(lib, n, ci, co, h, w, k, seed=ci + co + k)
     p = k // 2
-    row = w + 2 * p
-    xp = np.pad(x, [(0, 0), (0, 0), (p, p + 1), (p, p)]).reshape(n, ci, -1)
-    taps = np.ascontiguousarray(wt.transpose(0, 2, 3, 1).reshape(co, k * k, ci))
-    out = tvm.runtime.tensor(np.full((n, co, h * row), np.nan, np.float32))
-    lib["conv"](tvm.runtime.tensor(xp), tvm.runtime.tensor(taps), out)
-    got = out.numpy().reshape(n, co, h, row)[..., :w]
     rounded = _round_bf16 if amx else (lambda a: a)
     ref = torch.nn.functional.conv2d(torch.from_numpy(rounded(x)).double(),
                                      torch.from_numpy(rounded(wt)).double(), padding=p).numpy()

@@ -11,6 +11,24 @@ needs_avx512 = pytest.mark.skipif("avx512f" not in _cpu_flags(), reason="CPU wit
 needs_avx2 = pytest.mark.skipif(not {"avx2", "fma"} <= set(_cpu_flags()), reason="CPU without AVX2")
 
 
+def run_conv(lib, n, ci, co, h, w, k, seed):
+    """Seeded x[n, ci, h, w] and weights [co, ci, k, k] through a same-conv kernel library
+    (`conv`), in the importer's layout: input padded (one extra row below) and flattened,
+    taps [co, kh*kw, ci]. Returns x, the weights and the output [n, co, h, w]."""
+    import tvm
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, ci, h, w), dtype=np.float32)
+    wt = (rng.standard_normal((co, ci, k, k)) / np.sqrt(ci * k * k)).astype(np.float32)
+    p = k // 2
+    row = w + 2 * p
+    xp = np.pad(x, [(0, 0), (0, 0), (p, p + 1), (p, p)]).reshape(n, ci, -1)
+    taps = np.ascontiguousarray(wt.transpose(0, 2, 3, 1).reshape(co, k * k, ci))
+    out = tvm.runtime.tensor(np.full((n, co, h * row), np.nan, np.float32))
+    lib["conv"](tvm.runtime.tensor(xp), tvm.runtime.tensor(taps), out)
+    return x, wt, out.numpy().reshape(n, co, h, row)[..., :w]
+
+
 @pytest.mark.parametrize("cpu", [pytest.param(None, marks=needs_avx512, id="avx512"),
                                  pytest.param("x86-64-v3", marks=needs_avx2, id="avx2")])
 @pytest.mark.parametrize("n,ci,co,h,w,k", [
@@ -20,7 +38,6 @@ needs_avx2 = pytest.mark.skipif(not {"avx2", "fma"} <= set(_cpu_flags()), reason
 ])
 def test_conv_matches_float64(n, ci, co, h, w, k, cpu, tmp_path):
     import torch
-    import tvm
 
     from sam3_tvm.lowering import conv_f32, linear_f32
     from sam3_tvm.lowering.targets import host_target
@@ -28,19 +45,9 @@ def test_conv_matches_float64(n, ci, co, h, w, k, cpu, tmp_path):
     if cpu is None and not linear_f32.supported(host_target()):
         pytest.skip("this host's mcpu does not take the AVX-512 tile")
     lib = conv_f32.standalone_library(n, ci, co, h, w, k, str(tmp_path / "conv.so"), cpu=cpu)
-    rng = np.random.default_rng(ci + co)
-    x = rng.standard_normal((n, ci, h, w), dtype=np.float32)
-    wt = (rng.standard_normal((co, ci, k, k)) / np.sqrt(ci * k * k)).astype(np.float32)
-    p = k // 2
-    row = w + 2 * p
-    # the importer's layout: padded (one extra row below), flattened; taps [co, kh*kw, ci]
-    xp = np.pad(x, [(0, 0), (0, 0), (p, p + 1), (p, p)]).reshape(n, ci, -1)
-    taps = np.ascontiguousarray(wt.transpose(0, 2, 3, 1).reshape(co, k * k, ci))
-    out = tvm.runtime.tensor(np.full((n, co, h * row), np.nan, np.float32))
-    lib["conv"](tvm.runtime.tensor(xp), tvm.runtime.tensor(taps), out)
-    got = out.numpy().reshape(n, co, h, row)[..., :w]
+    x, wt, got = run_conv(lib, n, ci, co, h, w, k, seed=ci + co)
     ref = torch.nn.functional.conv2d(torch.from_numpy(x).double(), torch.from_numpy(wt).double(),
-                                     padding=p).numpy()
+                                     padding=k // 2).numpy()
     # fp32 sums over ci * k * k terms of unit scale
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
