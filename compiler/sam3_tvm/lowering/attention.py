@@ -32,7 +32,7 @@ import tvm
 from tvm import relax
 from tvm.script import tirx as T
 
-from sam3_tvm.lowering.bf16 import AMX_COMMON
+from sam3_tvm.lowering.bf16 import AMX_COMMON, PAIRS_C
 
 ROWS = 64  # queries per task
 KEYS = 64  # keys per block of the online softmax
@@ -238,21 +238,7 @@ SAM3_AMX static void pv_amx(float (*acc)[@DMAX@], uint16_t (*pb)[KEYS], int64_t 
 }
 #endif
 
-/* 16 floats of a and of b -> 16 bf16 pairs (a[i], b[i]), round to nearest even */
-SAM3_INLINE void pairs_bf16(uint16_t* out, const float* a, const float* b) {
-  __m256i x = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(a));
-  __m256i y = b ? (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(b)) : _mm256_setzero_si256();
-  __m256i lo = _mm256_unpacklo_epi16(x, y), hi = _mm256_unpackhi_epi16(x, y);
-  _mm256_storeu_si256((__m256i*)out, _mm256_permute2x128_si256(lo, hi, 0x20));
-  _mm256_storeu_si256((__m256i*)(out + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
-}
-
-SAM3_INLINE uint16_t one_bf16(float x) {
-  uint32_t u;
-  memcpy(&u, &x, 4);
-  return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-}
-
+@PAIRS@
 /* One head's keys and values in the layouts vdpbf16ps multiplies, keys padded with zeros
    to lkp = lk rounded up to KEYS: kp[d/2][lkp][2] (pairs along the head width, from the
    transposed keys kt[d][lk]) and vp[lkp/2][d][2] (pairs along the keys); d % 16 == 0. */
@@ -264,8 +250,8 @@ extern "C" SAM3_ATTN int32_t sam3_attention_pack_bf16(uint16_t* kp, uint16_t* vp
     const float* b = a + lk;
     uint16_t* out = kp + c2 * lkp * 2;
     int64_t j = 0;
-    for (; j + 16 <= lk; j += 16) pairs_bf16(out + 2 * j, a + j, b + j);
-    for (; j < lk; ++j) { out[2 * j] = one_bf16(a[j]); out[2 * j + 1] = one_bf16(b[j]); }
+    for (; j + 16 <= lk; j += 16) sam3_pairs_bf16(out + 2 * j, a + j, b + j);
+    for (; j < lk; ++j) { out[2 * j] = sam3_one_bf16(a[j]); out[2 * j + 1] = sam3_one_bf16(b[j]); }
     for (; j < lkp; ++j) out[2 * j] = out[2 * j + 1] = 0;
   }
   for (int64_t k2 = 0; k2 < lkp / 2; ++k2) {
@@ -273,7 +259,7 @@ extern "C" SAM3_ATTN int32_t sam3_attention_pack_bf16(uint16_t* kp, uint16_t* vp
     if (2 * k2 >= lk) { memset(out, 0, d * 4); continue; }
     const float* a = v + 2 * k2 * d;
     const float* b = 2 * k2 + 1 < lk ? a + d : 0;
-    for (int64_t c = 0; c < d; c += 16) pairs_bf16(out + 2 * c, a + c, b ? b + c : 0);
+    for (int64_t c = 0; c < d; c += 16) sam3_pairs_bf16(out + 2 * c, a + c, b ? b + c : 0);
   }
   return 0;
 }
@@ -422,7 +408,7 @@ extern "C" SAM3_ATTN int32_t ATTN_NAME(float* o, const float* q, const KT_T* kt,
       if (kn == KEYS)
         for (; j < KEYS; j += 16)
           _mm256_storeu_si256((__m256i*)(pb[r] + j), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s[r] + j)));
-      for (; j < kn; ++j) pb[r][j] = one_bf16(s[r][j]);
+      for (; j < kn; ++j) pb[r][j] = sam3_one_bf16(s[r][j]);
       for (; j < KEYS; ++j) pb[r][j] = 0;  /* padded keys */
     }
     const uint16_t* vb = v + k0 * d;
@@ -481,7 +467,7 @@ def c_source(lanes: int, bf16: bool = False) -> str:
         isa = "avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,fma"
     return (C_TEMPLATE.replace("@LANES@", str(16 if lanes >= 16 else 8)).replace("@ISA@", isa)
             .replace("@NVMAX@", "4" if lanes >= 16 else "2").replace("@BF16@", str(int(bf16)))
-            .replace("@AMX_COMMON@", AMX_COMMON if bf16 else "").replace("@ROWS@", str(ROWS)).replace("@KEYS@", str(KEYS)).replace("@DMAX@", str(DMAX)))
+            .replace("@AMX_COMMON@", AMX_COMMON if bf16 else "").replace("@PAIRS@", PAIRS_C if bf16 else "").replace("@ROWS@", str(ROWS)).replace("@KEYS@", str(KEYS)).replace("@DMAX@", str(DMAX)))
 
 
 def c_module(lanes: int, bf16: bool = False):

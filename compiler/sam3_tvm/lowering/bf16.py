@@ -132,6 +132,28 @@ SAM3_AMX static void sam3_amx_release(void) { _tile_release(); }
 #endif
 """
 
+# Rounding fp32 to bf16 pairs, pasted into attention.py's and conv_bf16.py's C (after
+# immintrin.h and string.h): both pack two rows of k into vdpbf16ps / AMX pair layouts.
+PAIRS_C = r"""
+/* 16 floats of a and of b (zeros if b is 0) -> 16 bf16 pairs (a[i], b[i]), round to
+   nearest even */
+__attribute__((target("avx512f,avx512bw,avx512bf16"), always_inline)) static inline
+void sam3_pairs_bf16(uint16_t* out, const float* a, const float* b) {
+  __m256i x = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(a));
+  __m256i y = b ? (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(b)) : _mm256_setzero_si256();
+  __m256i lo = _mm256_unpacklo_epi16(x, y), hi = _mm256_unpackhi_epi16(x, y);
+  _mm256_storeu_si256((__m256i*)out, _mm256_permute2x128_si256(lo, hi, 0x20));
+  _mm256_storeu_si256((__m256i*)(out + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
+/* one float -> bf16, round to nearest even */
+static inline uint16_t sam3_one_bf16(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+"""
+
 C_SOURCE = r"""
 #include <immintrin.h>
 #include <stdint.h>

@@ -40,22 +40,6 @@ int32_t sam3cv_same_conv_block_f32(float* out, const float* x, const float* w, f
                                    int64_t co, int64_t ci, int64_t taps, int64_t kw, int64_t row,
                                    int64_t plane, int64_t npix, int64_t p0);
 
-/* 16 floats of a and of b -> 16 bf16 pairs (a[i], b[i]), round to nearest even */
-__attribute__((target("avx512f,avx512bw,avx512bf16"), always_inline)) static inline
-void sam3cv_pairs(uint16_t* out, const float* a, const float* b) {
-  __m256i x = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(a));
-  __m256i y = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(b));
-  __m256i lo = _mm256_unpacklo_epi16(x, y), hi = _mm256_unpackhi_epi16(x, y);
-  _mm256_storeu_si256((__m256i*)out, _mm256_permute2x128_si256(lo, hi, 0x20));
-  _mm256_storeu_si256((__m256i*)(out + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
-}
-
-static inline uint16_t sam3cv_one(float x) {
-  uint32_t u;
-  memcpy(&u, &x, 4);
-  return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-}
-
 /* All output channels of the 64-pixel block at p0 (fewer at the end) of one image:
    out[o, p0 + j] = sum_k wb[o, k] * x[c, p0 + j + (t / kw) * row + t % kw], k = t * ci + c.
    wb: the weights in sam3_to_bf16_row's layout (m = co, K = taps * ci, K % 32 == 0);
@@ -80,12 +64,12 @@ int32_t sam3_same_conv_block_bf16(float* out, const float* x, const float* w, co
     uint16_t* dst = panel + (j / 16) * 2048 + (j % 16) * 32;
     for (int g = 0; g < 4; ++g) {
       if (width == 64) {
-        sam3cv_pairs(dst + 512 * g, s[0] + 16 * g, s[1] + 16 * g);
+        sam3_pairs_bf16(dst + 512 * g, s[0] + 16 * g, s[1] + 16 * g);
       } else {
         for (int64_t q = 0; q < 16; ++q) {
           int64_t col = 16 * g + q;
-          dst[512 * g + 2 * q] = col < width ? sam3cv_one(s[0][col]) : 0;
-          dst[512 * g + 2 * q + 1] = col < width ? sam3cv_one(s[1][col]) : 0;
+          dst[512 * g + 2 * q] = col < width ? sam3_one_bf16(s[0][col]) : 0;
+          dst[512 * g + 2 * q + 1] = col < width ? sam3_one_bf16(s[1][col]) : 0;
         }
       }
     }
@@ -113,7 +97,7 @@ def c_modules():
     renames = "".join(f"#define {n} sam3cv_{n[len('sam3_'):]}\n" for n in _RENAMES)
     create = tvm.get_global_func("runtime.CSourceModuleCreate")
     f32 = "#define sam3_same_conv_block sam3cv_same_conv_block_f32\n" + conv_f32.c_source()
-    return [create(renames + bf16.C_SOURCE + C_SOURCE, "c",
+    return [create(renames + bf16.C_SOURCE + bf16.PAIRS_C + C_SOURCE, "c",
                    ["sam3_same_conv_block_bf16", "sam3cv_to_bf16_row"], []),
             create(f32, "c", ["sam3cv_same_conv_block_f32"], [])]
 
