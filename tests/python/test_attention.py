@@ -129,21 +129,27 @@ def _bf16(x):
 @pytest.mark.parametrize("shape,bias", [((2, 70, 150, 32), "rows"), ((3, 64, 64, 64), None),
                                         ((1, 130, 200, 256), "keys"), ((2, 5, 7, 16), "keys")],
                          ids=["tails-rows", "exact", "d256-keys", "tiny-keys"])
-@pytest.mark.parametrize("amx", [True, False], ids=["amx", "vdpbf16ps"])
-def test_bf16_kernel(tmp_path, shape, bias, amx, monkeypatch):
+@pytest.mark.parametrize("path", ["amx", "vdpbf16ps", "fp32"])
+def test_bf16_kernel(tmp_path, shape, bias, path, monkeypatch):
     """`--precision bf16`: against float64 attention of the bf16-rounded q, k, v (what is left
     is the softmax weights' rounding, ~2^-9 each) and of the fp32 inputs (the bf16 bundle's
     bound, rel L2 <= 1e-2); key tails padded inside the kernel, -inf keys, a fully masked
     row (zeros). Both products on the AMX tiles (CPUs with AMX-BF16; head widths that
-    are multiples of 32, rows padded to 16) and on vdpbf16ps (SAM3_NO_AMX=1)."""
+    are multiples of 32, rows padded to 16), on vdpbf16ps (SAM3_NO_AMX=1,
+    SAM3_BF16_FMA=0), or the whole call on the fp32 kernel (SAM3_BF16_FMA=1, Intel's
+    default without AMX: then as close to the exact result as the fp32 kernel is)."""
+    import ctypes
+
     from sam3_tvm.bundle.runtime import cpu_has_amx_bf16, cpu_has_bf16
 
     if not cpu_has_bf16():
         pytest.skip("no AVX512_BF16 on this CPU")
-    if amx and not cpu_has_amx_bf16():
+    if path == "amx" and not cpu_has_amx_bf16():
         pytest.skip("no AMX-BF16 on this CPU")
-    if not amx:
-        monkeypatch.setenv("SAM3_NO_AMX", "1")  # read on the library's first call
+    # read on the library's first call
+    monkeypatch.setenv("SAM3_BF16_FMA", "1" if path == "fp32" else "0")
+    if path != "amx":
+        monkeypatch.setenv("SAM3_NO_AMX", "1")
     bh, lq, lk, d = shape
     rng = np.random.default_rng(sum(shape) + 7)
     q = rng.standard_normal((bh, lq, d), dtype=np.float32)
@@ -159,18 +165,23 @@ def test_bf16_kernel(tmp_path, shape, bias, amx, monkeypatch):
     mod = tvm.IRModule({"attn": func.with_attr("global_symbol", "attn")})
     ex = tvm.compile(mod, target=host_target())
     ex.mod.import_module(A.c_module(16, bf16=True))
-    path = os.path.join(tmp_path, "attn_bf16.so")
-    ex.export_library(path, options=["-O3"])
+    ex.mod.import_module(A.c_module(16))  # what attach_kernels adds beside it
+    lib_path = os.path.join(tmp_path, "attn_bf16.so")
+    ex.export_library(lib_path, options=["-O3"])
     out = tvm.runtime.tensor(np.zeros((bh, lq, d), np.float32))
     args = [q, _t(k), v] + ([b] if bias else [])
-    tvm.runtime.load_module(path)["attn"](*(tvm.runtime.tensor(a) for a in args), out)
+    tvm.runtime.load_module(lib_path)["attn"](*(tvm.runtime.tensor(a) for a in args), out)
+    assert ctypes.CDLL(lib_path).sam3_attention_bf16_on_f32(d) == int(path == "fp32")
     got = out.numpy()
     full_b = None if b is None else np.broadcast_to(b, (bh, lq, lk))
     rounded = _reference(_bf16(q), _bf16(k), _bf16(v), d ** -0.5, full_b)
     exact = _reference(q, k, v, d ** -0.5, full_b)
     rel = lambda a, r: np.linalg.norm(a - r) / np.linalg.norm(r)  # noqa: E731
     assert np.isfinite(got).all()
-    assert rel(got, rounded) < 3e-3 and rel(got, exact) < 1e-2, (rel(got, rounded), rel(got, exact))
+    if path == "fp32":
+        assert rel(got, exact) < 1e-5, rel(got, exact)
+    else:
+        assert rel(got, rounded) < 3e-3 and 1e-5 < rel(got, exact) < 1e-2, (rel(got, rounded), rel(got, exact))
     if bias == "rows":
         assert not got[0, 1].any()
 

@@ -11,6 +11,13 @@ from sam3_tvm.bundle.runtime import cpu_has_amx_bf16, cpu_has_bf16
 needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="CPU without AVX512_BF16")
 
 
+@pytest.fixture(autouse=True)
+def _vdpbf16ps(monkeypatch):
+    """The kernels' bf16 paths (AMX, vdpbf16ps) unless a test asks for the FMA path that
+    Intel CPUs without AMX take by default (the libraries read this on their first call)."""
+    monkeypatch.setenv("SAM3_BF16_FMA", "0")
+
+
 def _bf16(a):
     """Round-to-nearest-even to bf16 (ml_dtypes), back in fp32."""
     return a.astype(ml_dtypes.bfloat16).astype(np.float32)
@@ -32,6 +39,16 @@ def _run(lib, x, w, b):
     out = tvm.runtime.tensor(np.full((m, n), np.nan, np.float32))
     lib["gemm"](tvm.runtime.tensor(x), packed, tvm.runtime.tensor(b), out)
     return out.numpy()
+
+
+def _scaled_case(lib, m, k, n, seed):
+    """Random x, W (scaled so x @ W is about 4 in size, into GELU's curved part) and bias,
+    and the library's output for them."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    w = (rng.standard_normal((k, n)) / np.sqrt(k) * 4).astype(np.float32)
+    b = rng.standard_normal(n, dtype=np.float32)
+    return x, w, b, _run(lib, x, w, b)
 
 
 def _panel_layout(wb):
@@ -95,17 +112,55 @@ def test_gemm_amx_blocks_and_fallback(amx, gelu, tmp_path, monkeypatch):
     if not amx:
         monkeypatch.setenv("SAM3_NO_AMX", "1")  # read on the library's first call
     m, k, n = 70, 96, 128
-    lib = _build(m, k, n, tmp_path, gelu=gelu)
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((m, k), dtype=np.float32)
-    w = (rng.standard_normal((k, n)) / np.sqrt(k) * 4).astype(np.float32)
-    b = rng.standard_normal(n, dtype=np.float32)
-    out = _run(lib, x, w, b)
+    x, w, b, out = _scaled_case(_build(m, k, n, tmp_path, gelu=gelu), m, k, n, seed=2)
     # the same library, asked directly whether it took the tiles
     assert ctypes.CDLL(str(tmp_path / "gemm.so")).sam3_amx_available() == int(amx)
     pre = _bf16(x).astype(np.float64) @ _bf16(w).astype(np.float64) + b
     ref = _gelu(pre) if gelu else pre
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(pre).max())
+
+
+@needs_bf16
+@pytest.mark.parametrize("fma", [True, False])
+@pytest.mark.parametrize("m,k,n,gelu", [(13, 40, 128, False), (70, 96, 128, True), (8, 2, 64, False)])
+def test_gemm_fma_path(fma, m, k, n, gelu, tmp_path, monkeypatch):
+    """Intel CPUs without AMX (SAM3_BF16_FMA=1; GenuineIntel's default) multiply fp32 x by
+    W's bf16 values on fp32 FMAs; the others (=0) bf16(x) on vdpbf16ps. Each against its
+    own float64 reference, which the other path misses by far more than the tolerance.
+    13 rows = 6 + 6 + 1 (a short row block), K = 40 (a block of 16 pairs and one of 4),
+    K = 2, 70 rows with the GELU epilogue; no AMX, so every row takes the path under test
+    (8 rows, the least that takes the FMAs)."""
+    import ctypes
+
+    monkeypatch.setenv("SAM3_NO_AMX", "1")
+    monkeypatch.setenv("SAM3_BF16_FMA", "1" if fma else "0")
+    x, w, b, out = _scaled_case(_build(m, k, n, tmp_path, gelu=gelu), m, k, n, seed=3)
+    so = ctypes.CDLL(str(tmp_path / "gemm.so"))
+    assert so.sam3_bf16_uses_fma() == int(fma)
+    assert so.sam3_bf16_gemm_on_fma(ctypes.c_int64(m), ctypes.c_int64(k)) == int(fma)
+    xs = x if fma else _bf16(x)
+    pre = xs.astype(np.float64) @ _bf16(w).astype(np.float64) + b
+    ref = _gelu(pre) if gelu else pre
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(pre).max())
+
+
+def test_fma_path_is_intels_default(tmp_path, monkeypatch):
+    """Without SAM3_BF16_FMA the library takes the FMA path exactly on GenuineIntel CPUs
+    (the vendor read here from /proc/cpuinfo, not from the library's cpuid), and never
+    for fewer than 8 rows."""
+    import ctypes
+
+    if not cpu_has_bf16():
+        pytest.skip("CPU without AVX512_BF16")
+    monkeypatch.delenv("SAM3_BF16_FMA", raising=False)
+    with open("/proc/cpuinfo") as f:
+        intel = "GenuineIntel" in f.read()
+    monkeypatch.setenv("SAM3_NO_AMX", "1")
+    _build(8, 32, 64, tmp_path)
+    so = ctypes.CDLL(str(tmp_path / "gemm.so"))
+    assert so.sam3_bf16_uses_fma() == int(intel)
+    assert so.sam3_bf16_gemm_on_fma(ctypes.c_int64(8), ctypes.c_int64(32)) == int(intel)
+    assert so.sam3_bf16_gemm_on_fma(ctypes.c_int64(7), ctypes.c_int64(32)) == 0
 
 
 @needs_bf16

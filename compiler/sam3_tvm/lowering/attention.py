@@ -32,7 +32,7 @@ import tvm
 from tvm import relax
 from tvm.script import tirx as T
 
-from sam3_tvm.lowering.bf16 import AMX_COMMON, PAIRS_C
+from sam3_tvm.lowering.bf16 import AMX_COMMON, FMA_CHOICE_C, PAIRS_C
 
 ROWS = 64  # queries per task
 KEYS = 64  # keys per block of the online softmax
@@ -182,6 +182,17 @@ SAM3_INLINE void pv_4(float (*acc)[@DMAX@], float (*p)[KEYS], int64_t r0, const 
 
 #if BF16
 @AMX_COMMON@
+@FMA_CHOICE@
+
+/* 1: the caller runs this call on the fp32 kernel (sam3_attention) instead, with no
+   packing: Intel CPUs where AMX does not take head width d (FMA_CHOICE_C: vdpbf16ps at
+   half the fp32 FMA rate there); its products are fp32, closer to the exact ones. */
+extern "C" int32_t sam3_attention_bf16_on_f32(int64_t d) {
+#ifdef SAM3_HAVE_AMX
+  if (d % 32 == 0 && sam3_amx_ready()) return 0;
+#endif
+  return sam3_bf16_on_fma();
+}
 
 #ifdef SAM3_HAVE_AMX
 /* s[0:rows][0:KEYS] = qb[0:rows] . kp's key block (unscaled), rows a multiple of 16 and
@@ -467,12 +478,15 @@ def c_source(lanes: int, bf16: bool = False) -> str:
         isa = "avx512f,avx512dq,avx512bw,avx512vl,avx512bf16,fma"
     return (C_TEMPLATE.replace("@LANES@", str(16 if lanes >= 16 else 8)).replace("@ISA@", isa)
             .replace("@NVMAX@", "4" if lanes >= 16 else "2").replace("@BF16@", str(int(bf16)))
-            .replace("@AMX_COMMON@", AMX_COMMON if bf16 else "").replace("@PAIRS@", PAIRS_C if bf16 else "").replace("@ROWS@", str(ROWS)).replace("@KEYS@", str(KEYS)).replace("@DMAX@", str(DMAX)))
+            .replace("@AMX_COMMON@", AMX_COMMON if bf16 else "")
+            .replace("@FMA_CHOICE@", FMA_CHOICE_C if bf16 else "")
+            .replace("@PAIRS@", PAIRS_C if bf16 else "").replace("@ROWS@", str(ROWS)).replace("@KEYS@", str(KEYS)).replace("@DMAX@", str(DMAX)))
 
 
 def c_module(lanes: int, bf16: bool = False):
     create = tvm.get_global_func("runtime.CSourceModuleCreate")
-    names = ["sam3_attention_bf16", "sam3_attention_pack_bf16"] if bf16 else ["sam3_attention"]
+    names = (["sam3_attention_bf16", "sam3_attention_pack_bf16", "sam3_attention_bf16_on_f32"]
+             if bf16 else ["sam3_attention"])
     return create(c_source(lanes, bf16), "c", names, [])
 
 
@@ -573,11 +587,15 @@ def attention_bf16_func(bh: int, lq: int, lk: int, d: int, scale: float, bias: s
                                 v: T.Buffer((bh, lk, d), "float32"), b: T.Buffer((bh, bias_rows, lk), "float32"),
                                 o: T.Buffer((bh, lq, d), "float32")):
             T.func_attr({"sam3.attention_bf16": True, "tirx.is_scheduled": True, "op_pattern": 8})
-            kp = T.decl_buffer((bh * per_head,), "uint16")
-            vp = T.decl_buffer((bh * per_head,), "uint16")
-            _pack_bf16(kp, vp, kt, v, per_head, bh, lk, d)
-            _query_blocks("sam3_attention_bf16", o, q, kp, vp, per_head, b, 1, bias_rows, bias_rs,
-                          bh, blocks, lq, lk, d, scale)
+            if T.call_extern("int32", "sam3_attention_bf16_on_f32", T.int64(d)) != 0:
+                _query_blocks("sam3_attention", o, q, kt, v, lk * d, b, 1, bias_rows, bias_rs,
+                              bh, blocks, lq, lk, d, scale)
+            else:
+                kp = T.decl_buffer((bh * per_head,), "uint16")
+                vp = T.decl_buffer((bh * per_head,), "uint16")
+                _pack_bf16(kp, vp, kt, v, per_head, bh, lk, d)
+                _query_blocks("sam3_attention_bf16", o, q, kp, vp, per_head, b, 1, bias_rows, bias_rs,
+                              bh, blocks, lq, lk, d, scale)
 
         return attention_bf16_bias
 
@@ -585,10 +603,13 @@ def attention_bf16_func(bh: int, lq: int, lk: int, d: int, scale: float, bias: s
     def attention_bf16(q: T.Buffer((bh, lq, d), "float32"), kt: T.Buffer((bh, d, lk), "float32"),
                        v: T.Buffer((bh, lk, d), "float32"), o: T.Buffer((bh, lq, d), "float32")):
         T.func_attr({"sam3.attention_bf16": True, "tirx.is_scheduled": True, "op_pattern": 8})
-        kp = T.decl_buffer((bh * per_head,), "uint16")
-        vp = T.decl_buffer((bh * per_head,), "uint16")
-        _pack_bf16(kp, vp, kt, v, per_head, bh, lk, d)
-        _query_blocks("sam3_attention_bf16", o, q, kp, vp, per_head, q, 0, 0, 0, bh, blocks, lq, lk, d, scale)
+        if T.call_extern("int32", "sam3_attention_bf16_on_f32", T.int64(d)) != 0:
+            _query_blocks("sam3_attention", o, q, kt, v, lk * d, q, 0, 0, 0, bh, blocks, lq, lk, d, scale)
+        else:
+            kp = T.decl_buffer((bh * per_head,), "uint16")
+            vp = T.decl_buffer((bh * per_head,), "uint16")
+            _pack_bf16(kp, vp, kt, v, per_head, bh, lk, d)
+            _query_blocks("sam3_attention_bf16", o, q, kp, vp, per_head, q, 0, 0, 0, bh, blocks, lq, lk, d, scale)
 
     return attention_bf16
 
@@ -628,8 +649,9 @@ def attach_kernels(mod: tvm.IRModule, target) -> tvm.IRModule:
         return any(isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and attr in f.attrs
                    for f in mod.functions.values())
 
-    new = ([c_module(_lanes(target))] if uses("sam3.attention") else []) + \
-        ([c_module(_lanes(target), bf16=True)] if uses("sam3.attention_bf16") else [])
+    bf16 = uses("sam3.attention_bf16")  # its wrappers may call the fp32 kernel
+    new = ([c_module(_lanes(target))] if uses("sam3.attention") or bf16 else []) + \
+        ([c_module(_lanes(target), bf16=True)] if bf16 else [])
     if not new:
         return mod
     mods = list(mod.attrs["external_mods"]) if mod.attrs is not None and "external_mods" in mod.attrs else []

@@ -6,7 +6,9 @@ two multiply-adds per fp32 lane per instruction (twice the fp32 FMA rate) and
 accumulates in fp32. On CPUs with AMX-BF16 (Intel Sapphire Rapids and later) the
 same packed W feeds the AMX tile unit instead, chosen at run time (`sam3_bf16_panel`):
 there vdpbf16ps is slow (about 100 GFLOP/s on 2 cores against 1000 on the tiles,
-docs/performance.md) while on Zen 4 it is the fast path. Attention has its own bf16 kernel (attention.to_bf16, same
+docs/performance.md) while on Zen 4 it is the fast path. Intel CPUs without AMX retire
+vdpbf16ps at half their fp32 FMA rate, so there x stays fp32 and W's bf16 values are
+widened to fp32 for linear_f32's register tile (`sam3_bf16_panel_fma`). Attention has its own bf16 kernel (attention.to_bf16, same
 components); everything else (norms, softmax, convolutions, residuals) stays fp32.
 
 Why a C micro-kernel: TVM 0.27 cannot hand a `<32 x bfloat>` vector to an LLVM
@@ -62,7 +64,53 @@ SAM3_KERNEL __m512 sam3_gelu(__m512 x) {
   __m512 h = _mm512_mul_ps(x, _mm512_set1_ps(0.5f));
   return _mm512_fmadd_ps(h, e, h);
 }
+
+/* The register tiles' last step: GELU if act, then acc's R rows of NV vectors (W lanes
+   each) to c, rows ldc apart */
+#define SAM3_TILE_STORE(R, NV, W)                                                    \
+  if (act == 1)                                                                      \
+    for (int r = 0; r < R; ++r)                                                      \
+      for (int j = 0; j < NV; ++j) acc[r][j] = sam3_gelu(acc[r][j]);                 \
+  for (int r = 0; r < R; ++r)                                                        \
+    for (int j = 0; j < NV; ++j) _mm512_storeu_ps(c + r * ldc + W * j, acc[r][j]);
 """
+
+# The fp32 6x64 register tile (linear_f32's kernel; bf16's path for Intel without AMX
+# runs it on widened operands). Needs SAM3_KERNEL and sam3_gelu defined before it.
+F32_TILE_C = r"""/* c[r, 0:64] = (first ? init : c[r, 0:64]) + sum_k a[r, k] * b[k, 0:64] for r < R, then
+   GELU if act; b is a block of a packed panel ([kc][64]) */
+#define SAM3_F32_TILE(R)                                                                  \
+  SAM3_KERNEL void sam3_f32_tile_##R(float* c, int64_t ldc, const float* a, int64_t lda,  \
+                                     const float* b, int64_t kc, const float* init,       \
+                                     int64_t first, int64_t act) {                        \
+    __m512 acc[R][4];                                                                     \
+    for (int j = 0; j < 4; ++j)                                                           \
+      for (int r = 0; r < R; ++r)                                                         \
+        acc[r][j] = !first ? _mm512_loadu_ps(c + r * ldc + 16 * j)                        \
+                           : init ? _mm512_loadu_ps(init + 16 * j) : _mm512_setzero_ps(); \
+    for (int64_t k = 0; k < kc; ++k) {                                                    \
+      const float* bk = b + 64 * k;                                                       \
+      __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16);                     \
+      __m512 b2 = _mm512_loadu_ps(bk + 32), b3 = _mm512_loadu_ps(bk + 48);                \
+      for (int r = 0; r < R; ++r) {                                                       \
+        __m512 av = _mm512_set1_ps(a[r * lda + k]);                                       \
+        acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);                                   \
+        acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);                                   \
+        acc[r][2] = _mm512_fmadd_ps(av, b2, acc[r][2]);                                   \
+        acc[r][3] = _mm512_fmadd_ps(av, b3, acc[r][3]);                                   \
+      }                                                                                   \
+    }                                                                                     \
+    SAM3_TILE_STORE(R, 4, 16)                                                             \
+  }
+
+SAM3_F32_TILE(1)
+SAM3_F32_TILE(2)
+SAM3_F32_TILE(3)
+SAM3_F32_TILE(4)
+SAM3_F32_TILE(5)
+SAM3_F32_TILE(6)
+"""
+
 
 # The AMX probe and tile configuration, pasted into this module's and attention.py's C
 # (each keeps its own copy of the probe's state; after immintrin.h and string.h).
@@ -132,6 +180,37 @@ SAM3_AMX static void sam3_amx_release(void) { _tile_release(); }
 #endif
 """
 
+# Whether bf16 products run on fp32 FMAs instead of vdpbf16ps, pasted into this module's
+# and attention.py's C (after AMX_COMMON).
+FMA_CHOICE_C = r"""
+/* Intel CPUs without AMX (Cooper Lake; Sapphire and Emerald Rapids where the hypervisor
+   or kernel does not grant the tile state) retire vdpbf16ps at half their fp32 FMA rate
+   (a 2-vCPU Emerald Rapids VM, register-only loops: 83 against 167 GFLOP/s per core),
+   so there bf16 products run on fp32 FMAs (the bf16 values widened exactly, bits << 16,
+   or fp32 values in attention). 1: Intel, 0: every other CPU (Zen 4 and 5 run vdpbf16ps
+   at twice their fp32 rate); the caller asks only where AMX does not take the work.
+   SAM3_BF16_FMA=1 or 0 overrides. */
+#include <cpuid.h>
+#include <stdlib.h>
+static int sam3_fma_state = -1;
+
+static int sam3_bf16_on_fma(void) {
+  int s = __atomic_load_n(&sam3_fma_state, __ATOMIC_ACQUIRE);
+  if (s < 0) {
+    const char* env = getenv("SAM3_BF16_FMA");
+    if (env && *env) {
+      s = *env != '0';
+    } else {
+      unsigned int a = 0, b = 0, c = 0, d = 0;
+      __get_cpuid(0, &a, &b, &c, &d);
+      s = b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu; /* "GenuineIntel" */
+    }
+    __atomic_store_n(&sam3_fma_state, s, __ATOMIC_RELEASE);
+  }
+  return s;
+}
+"""
+
 # Rounding fp32 to bf16 pairs, pasted into attention.py's and conv_bf16.py's C (after
 # immintrin.h and string.h): both pack two rows of k into vdpbf16ps / AMX pair layouts.
 PAIRS_C = r"""
@@ -168,6 +247,7 @@ extern "C" {
 
 #define SAM3_KERNEL SAM3_BF16
 @GELU@
+@F32_TILE@
 
 /* c[r, 0:64] = act(bias + sum_k a[r, k] * b[k, 0:64]), r < R; b one packed panel (see
    pack_func: blocks of 16 pairs of k, each 4 groups of 16 columns); act: 0 none, 1 GELU. */
@@ -200,11 +280,7 @@ extern "C" {
         }                                                                              \
       }                                                                                \
     }                                                                                  \
-    if (act == 1)                                                                      \
-      for (int r = 0; r < R; ++r)                                                      \
-        for (int j = 0; j < 4; ++j) acc[r][j] = sam3_gelu(acc[r][j]);                  \
-    for (int r = 0; r < R; ++r)                                                        \
-      for (int j = 0; j < 4; ++j) _mm512_storeu_ps(c + r * ldc + 16 * j, acc[r][j]);   \
+    SAM3_TILE_STORE(R, 4, 16)                                                          \
   }
 
 SAM3_TILE(1)
@@ -213,6 +289,43 @@ SAM3_TILE(3)
 SAM3_TILE(4)
 SAM3_TILE(5)
 SAM3_TILE(6)
+
+/* Intel CPUs without AMX (FMA_CHOICE_C): the linear on fp32 FMAs, x as it comes (fp32)
+   times W's bf16 values widened exactly (bits << 16) into `wf` [K][64], one panel per
+   call, under linear_f32's register tile: the fp32 kernel's speed on half its weight
+   memory, and closer to the exact product than bf16 x. On the Emerald Rapids VM, ViT
+   linears: widening inside the tile per pair of k (a shift and a mask per loaded
+   vector) ran 0.70-0.93x the fp32 kernel, widening x per 6-row block too 0.82-0.91x. */
+@FMA_CHOICE@
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+int32_t sam3_bf16_panel_fma(float* c, int64_t ldc, const float* x, float* wf, const uint16_t* b,
+                            int64_t k2, int64_t rows, const float* bias, int64_t act) {
+  int64_t k = 2 * k2;
+  const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
+  for (int64_t k0 = 0; k0 < k2; k0 += 16) {
+    int64_t bs = k2 - k0 < 16 ? k2 - k0 : 16; /* pairs in this block */
+    for (int j = 0; j < 4; ++j)
+      for (int64_t kk = 0; kk < bs; ++kk) {
+        __m512i v = _mm512_loadu_si512(b + 128 * k0 + 32 * bs * j + 32 * kk);
+        float* w = wf + 64 * (2 * (k0 + kk)) + 16 * j;
+        _mm512_storeu_si512(w, _mm512_slli_epi32(v, 16));       /* k even: the low halves */
+        _mm512_storeu_si512(w + 64, _mm512_and_si512(v, high)); /* k odd: the high */
+      }
+  }
+  int64_t r = 0;
+  for (; r + 6 <= rows; r += 6) sam3_f32_tile_6(c + r * ldc, ldc, x + r * k, k, wf, k, bias, 1, act);
+  float* cr = c + r * ldc;
+  const float* xr = x + r * k;
+  switch (rows - r) {
+    case 1: sam3_f32_tile_1(cr, ldc, xr, k, wf, k, bias, 1, act); break;
+    case 2: sam3_f32_tile_2(cr, ldc, xr, k, wf, k, bias, 1, act); break;
+    case 3: sam3_f32_tile_3(cr, ldc, xr, k, wf, k, bias, 1, act); break;
+    case 4: sam3_f32_tile_4(cr, ldc, xr, k, wf, k, bias, 1, act); break;
+    case 5: sam3_f32_tile_5(cr, ldc, xr, k, wf, k, bias, 1, act); break;
+    default: break;
+  }
+  return 0;
+}
 
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 int32_t sam3_bf16_tile(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint16_t* b,
@@ -230,6 +343,7 @@ int32_t sam3_bf16_tile(float* c, int64_t ldc, const uint16_t* a, int64_t lda, co
 
 @AMX_COMMON@
 int32_t sam3_amx_available(void) { return sam3_amx_ready(); }
+int32_t sam3_bf16_uses_fma(void) { return sam3_bf16_on_fma(); }
 
 /* Rows of x that the AMX path takes: whole 32-row blocks, where AMX is ready and K is a
    multiple of 32. In the bf16 copy of x (sam3_to_bf16_row) those rows lie as 16x32 tiles,
@@ -243,6 +357,12 @@ static int64_t sam3_amx_rows_of(int64_t m, int64_t k) {
 #endif
   (void)k;
   return 0;
+}
+
+/* 1: gemm_func takes sam3_bf16_panel_fma for x [m, k]: Intel without AMX for these
+   rows, and enough rows to repay widening W (about what 3 rows of products cost) */
+int32_t sam3_bf16_gemm_on_fma(int64_t m, int64_t k) {
+  return sam3_amx_rows_of(m, k) == 0 && m >= 8 && sam3_bf16_on_fma();
 }
 
 #ifdef SAM3_HAVE_AMX
@@ -342,14 +462,17 @@ int32_t sam3_to_bf16_row(uint16_t* y, const float* x, int64_t m, int64_t k, int6
 #ifdef __cplusplus
 }
 #endif
-""".replace("@AMX_COMMON@", AMX_COMMON).replace("@GELU@", GELU_C)
+""".replace("@AMX_COMMON@", AMX_COMMON).replace("@GELU@", GELU_C).replace("@F32_TILE@", F32_TILE_C)
+C_SOURCE = C_SOURCE.replace("@FMA_CHOICE@", FMA_CHOICE_C)
 
 
 def c_module():
     """The micro-kernels as a C source module (compiled by `export_library`)."""
     create = tvm.get_global_func("runtime.CSourceModuleCreate")
     return create(C_SOURCE, "c", ["sam3_bf16_tile", "sam3_bf16_panel", "sam3_to_bf16",
-                                    "sam3_to_bf16_row", "sam3_amx_available"], [])
+                                    "sam3_to_bf16_row", "sam3_amx_available",
+                                    "sam3_bf16_uses_fma", "sam3_bf16_gemm_on_fma",
+                                    "sam3_bf16_panel_fma"], [])
 
 
 def _round_bf16(x):
@@ -400,18 +523,29 @@ def gemm_func(m: int, k: int, n: int, gelu: bool = False):
              bias: T.Buffer((n,), "float32"), out: T.Buffer((m, n), "float32")):
         # opaque (8): FuseOps must not merge producers into the extern calls
         T.func_attr({"sam3.bf16_gemm": True, "tirx.is_scheduled": True, "op_pattern": 8})
-        xb = T.decl_buffer((m, k), "uint16")
-        for i in T.parallel(m):
-            T.evaluate(T.call_extern("int32", "sam3_to_bf16_row", xb.access_ptr("w", offset=0),
-                                     x.access_ptr("r", offset=0), T.int64(m), T.int64(k),
-                                     T.Cast("int64", i)))
-        for p in T.parallel(n // PANEL):
-            T.evaluate(T.call_extern(
-                "int32", "sam3_bf16_panel",
-                out.access_ptr("w", offset=p * PANEL), T.int64(n),
-                xb.access_ptr("r", offset=0), T.int64(k),
-                w.access_ptr("r", offset=p * (k // 2) * PANEL * 2), T.int64(k // 2),
-                T.int64(m), bias.access_ptr("r", offset=p * PANEL), T.int64(act)))
+        if T.call_extern("int32", "sam3_bf16_gemm_on_fma", T.int64(m), T.int64(k)) != 0:
+            for p in T.parallel(n // PANEL):
+                # this panel of W widened to fp32 (uint16 room: TVM's storage rewrite merged
+                # it with xb's and broke on the mixed types at K = 2)
+                wf = T.decl_buffer((2 * k * PANEL,), "uint16")
+                T.evaluate(T.call_extern(
+                    "int32", "sam3_bf16_panel_fma",
+                    out.access_ptr("w", offset=p * PANEL), T.int64(n), x.access_ptr("r", offset=0),
+                    wf.access_ptr("w", offset=0), w.access_ptr("r", offset=p * (k // 2) * PANEL * 2),
+                    T.int64(k // 2), T.int64(m), bias.access_ptr("r", offset=p * PANEL), T.int64(act)))
+        else:
+            xb = T.decl_buffer((m, k), "uint16")
+            for i in T.parallel(m):
+                T.evaluate(T.call_extern("int32", "sam3_to_bf16_row", xb.access_ptr("w", offset=0),
+                                         x.access_ptr("r", offset=0), T.int64(m), T.int64(k),
+                                         T.Cast("int64", i)))
+            for p in T.parallel(n // PANEL):
+                T.evaluate(T.call_extern(
+                    "int32", "sam3_bf16_panel",
+                    out.access_ptr("w", offset=p * PANEL), T.int64(n),
+                    xb.access_ptr("r", offset=0), T.int64(k),
+                    w.access_ptr("r", offset=p * (k // 2) * PANEL * 2), T.int64(k // 2),
+                    T.int64(m), bias.access_ptr("r", offset=p * PANEL), T.int64(act)))
 
     return gemm
 

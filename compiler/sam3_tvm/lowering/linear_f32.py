@@ -44,42 +44,7 @@ extern "C" {
 #define SAM3_KERNEL __attribute__((target("avx512f,avx512dq,fma"), always_inline)) static inline
 @GELU@
 
-/* c[r, 0:64] = (first ? init : c[r, 0:64]) + sum_k a[r, k] * b[k, 0:64] for r < R, then
-   GELU if act; b is a block of a packed panel ([kc][64]) */
-#define SAM3_F32_TILE(R)                                                                  \
-  SAM3_KERNEL void sam3_f32_tile_##R(float* c, int64_t ldc, const float* a, int64_t lda,  \
-                                     const float* b, int64_t kc, const float* init,       \
-                                     int64_t first, int64_t act) {                        \
-    __m512 acc[R][4];                                                                     \
-    for (int j = 0; j < 4; ++j)                                                           \
-      for (int r = 0; r < R; ++r)                                                         \
-        acc[r][j] = !first ? _mm512_loadu_ps(c + r * ldc + 16 * j)                        \
-                           : init ? _mm512_loadu_ps(init + 16 * j) : _mm512_setzero_ps(); \
-    for (int64_t k = 0; k < kc; ++k) {                                                    \
-      const float* bk = b + 64 * k;                                                       \
-      __m512 b0 = _mm512_loadu_ps(bk), b1 = _mm512_loadu_ps(bk + 16);                     \
-      __m512 b2 = _mm512_loadu_ps(bk + 32), b3 = _mm512_loadu_ps(bk + 48);                \
-      for (int r = 0; r < R; ++r) {                                                       \
-        __m512 av = _mm512_set1_ps(a[r * lda + k]);                                       \
-        acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);                                   \
-        acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);                                   \
-        acc[r][2] = _mm512_fmadd_ps(av, b2, acc[r][2]);                                   \
-        acc[r][3] = _mm512_fmadd_ps(av, b3, acc[r][3]);                                   \
-      }                                                                                   \
-    }                                                                                     \
-    if (act == 1)                                                                         \
-      for (int r = 0; r < R; ++r)                                                         \
-        for (int j = 0; j < 4; ++j) acc[r][j] = sam3_gelu(acc[r][j]);                     \
-    for (int r = 0; r < R; ++r)                                                           \
-      for (int j = 0; j < 4; ++j) _mm512_storeu_ps(c + r * ldc + 16 * j, acc[r][j]);      \
-  }
-
-SAM3_F32_TILE(1)
-SAM3_F32_TILE(2)
-SAM3_F32_TILE(3)
-SAM3_F32_TILE(4)
-SAM3_F32_TILE(5)
-SAM3_F32_TILE(6)
+@F32_TILE@
 @END_TILES@
 /* One 64-column panel, all rows: c = act(bias + a @ b), b packed [k][64]. */
 __attribute__((target("avx512f,avx512dq,fma")))
@@ -112,14 +77,18 @@ int32_t sam3_f32_panel(float* c, int64_t ldc, const float* a, int64_t lda, const
 """
 
 
+def _filled() -> str:
+    return C_SOURCE.replace("@GELU@", bf16.GELU_C).replace("@F32_TILE@", bf16.F32_TILE_C)
+
+
 def c_source(kc: int = KC) -> str:
-    return C_SOURCE.replace("@GELU@", bf16.GELU_C).replace("@KC@", str(kc)).replace("@END_TILES@", "")
+    return _filled().replace("@KC@", str(kc)).replace("@END_TILES@", "")
 
 
 def tile_source() -> str:
     """The headers and the register tiles (`sam3_f32_tile_1` .. `_6`, static), for other
     kernels' C (conv_f32.py); the caller closes the `extern "C"` block."""
-    return C_SOURCE.replace("@GELU@", bf16.GELU_C).split("@END_TILES@")[0]
+    return _filled().split("@END_TILES@")[0]
 
 
 def c_module(kc: int = KC):
@@ -220,11 +189,7 @@ extern "C" {
         acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);                                     \
       }                                                                                     \
     }                                                                                       \
-    if (act == 1)                                                                           \
-      for (int r = 0; r < R; ++r)                                                           \
-        for (int j = 0; j < 2; ++j) acc[r][j] = sam3_gelu(acc[r][j]);                       \
-    for (int r = 0; r < R; ++r)                                                             \
-      for (int j = 0; j < 2; ++j) _mm256_storeu_ps(c + r * ldc + 8 * j, acc[r][j]);         \
+    SAM3_TILE_STORE(R, 2, 8)                                                                \
   }
 
 SAM3_F32X8_TILE(1)
