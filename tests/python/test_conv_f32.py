@@ -78,3 +78,57 @@ def test_swap_in_a_component(tiny_model):
     # GPU builds import the nine-matmul form: nothing to swap
     gpu, _, _ = import_component("grounding_head", tiny_model, tiny_model.sam3_tvm_config)
     assert conv_f32.same_convs(gpu).same_as(gpu)
+
+
+def _pointwise_module(n, ci, co, pixels):
+    """main(x[n, ci, pixels], w[co, ci]) = w @ x, w a weight: the importer's 1x1 conv."""
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((n, ci, pixels), "float32"))
+    w = relax.Var("w", relax.TensorType((co, ci), "float32"))
+    with bb.function("main", [x, w], attrs={"num_input": 1}):
+        with bb.dataflow():
+            y = bb.emit_output(relax.op.matmul(w, x))
+        bb.emit_func_output(y)
+    return bb.get()
+
+
+@needs_avx2
+def test_pointwise_conv_matches_float64(tmp_path):
+    """A 1x1 conv with co >= POINTWISE_MIN_CO goes to the kernel as one tap (two images,
+    a partial pixel block, co not a multiple of 6) and matches float64; the C module is
+    attached once however often the rewrites run."""
+    import tvm
+    from tvm import relax
+
+    from sam3_tvm.lowering import conv_f32
+    from sam3_tvm.lowering.targets import host_target
+
+    n, ci, co, pixels = 2, 40, conv_f32.POINTWISE_MIN_CO + 2, 150
+    out = conv_f32.pointwise_convs(_pointwise_module(n, ci, co, pixels), avx2=True)
+    assert "pointwise_conv_" in out["main"].script() and "matmul" not in out["main"].script()
+    assert len(out.attrs["external_mods"]) == 1
+    assert len(conv_f32.same_convs(conv_f32._with_kernel(out, True), True).attrs["external_mods"]) == 1
+    ex = tvm.compile(out, target=host_target(cpu="x86-64-v3"))
+    path = str(tmp_path / "pointwise.so")
+    ex.export_library(path, options=["-O3"])
+    vm = relax.VirtualMachine(tvm.runtime.load_module(path), tvm.cpu())
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n, ci, pixels), dtype=np.float32)
+    w = (rng.standard_normal((co, ci)) / np.sqrt(ci)).astype(np.float32)
+    got = vm["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(w)).numpy()
+    ref = np.einsum("oc,ncp->nop", w.astype(np.float64), x.astype(np.float64))
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+def test_narrow_pointwise_conv_stays_a_matmul():
+    """Below POINTWISE_MIN_CO output channels (the window copy would dominate), or with
+    no weight on the left, the matmul is left alone."""
+    from sam3_tvm.lowering import conv_f32
+
+    narrow = _pointwise_module(1, 64, conv_f32.POINTWISE_MIN_CO - 1, 4096)
+    assert conv_f32.pointwise_convs(narrow, avx2=True).same_as(narrow)
+    both_inputs = _pointwise_module(1, 64, 256, 4096)
+    both_inputs["main"] = both_inputs["main"].with_attr("num_input", 2)
+    assert conv_f32.pointwise_convs(both_inputs, avx2=True).same_as(both_inputs)

@@ -54,8 +54,12 @@ def kernel_rewrites(name: str, mod, spec: TargetSpec, target):
         mod = conv_bf16.same_convs(mod)
     if spec.kind == "cpu" and conv_f32.supported(target):
         # the (other) 3x3 same convolutions in fp32 on packed pixel panels, where that
-        # was measured faster
-        mod = conv_f32.same_convs(mod, linear_f32.kind_for(target) is linear_f32.KIND_AVX2)
+        # was measured faster; with the AVX2 tiles the 1x1 ones too (measured on Zen 2;
+        # the AVX-512 builds keep their matmuls until timed there)
+        avx2 = linear_f32.kind_for(target) is linear_f32.KIND_AVX2
+        mod = conv_f32.same_convs(mod, avx2)
+        if avx2:
+            mod = conv_f32.pointwise_convs(mod, avx2=True)
     if spec.precision == "bf16" and name in BF16_COMPONENTS:
         from sam3_tvm.lowering.bf16 import bf16_linears
 

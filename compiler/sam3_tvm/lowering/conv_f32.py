@@ -21,12 +21,14 @@ from TVM's reduction order). The bias stays a separate add after the kernel.
 from __future__ import annotations
 
 import tvm
+from tvm import relax
 from tvm.script import tirx as T
 
 from sam3_tvm.lowering import linear_f32
 
 ATTR = "sam3.same_conv"  # on the importer's PrimFunc: conv_func's arguments
 BLOCK = 64               # output pixels per block (one tile width)
+KERNEL_ATTACHED = "sam3.same_conv_kernel"  # module attribute: the C module is attached
 
 C_SOURCE = r"""
 /* All output channels of the 64-pixel block at p0 (fewer at the end) of one image:
@@ -145,8 +147,86 @@ def same_convs(mod: tvm.IRModule, avx2: bool = False) -> tvm.IRModule:
         swapped = True
     if not swapped:
         return mod
+    return _with_kernel(tvm.IRModule(funcs, attrs=mod.attrs), avx2)
+
+
+# 1x1 convolutions with fewer output channels stay matmuls: the kernel copies every
+# 64-pixel window of all ci channels once per block, and below ~128 output channels that
+# copy is no longer small beside the products (Zen 2: 256->64 at 144x144 ran at 61
+# GFLOP/s on the kernel, 256->256 at 288x288 at 185)
+POINTWISE_MIN_CO = 128
+
+
+def _pointwise_matmuls(func) -> dict:
+    """{matmul var: (n, ci, pixels, co)} for the importer's 1x1 convolutions
+    (converters._pointwise_matmul: W[co, ci] @ x[n, ci, pixels], W from the weights)."""
+    from sam3_tvm.frontend.rewrites import static_shape
+    from sam3_tvm.lowering.bf16 import _param_only
+
+    weights = _param_only(func)
+    found = {}
+    for blk in func.body.blocks:
+        for b in blk.bindings:
+            v = b.value
+            if not (isinstance(v, relax.Call) and getattr(v.op, "name", "") == "relax.matmul"):
+                continue
+            w, x = v.args
+            ws, xs = static_shape(w), static_shape(x)
+            if (w in weights and x not in weights and ws is not None and xs is not None
+                    and len(ws) == 2 and len(xs) == 3 and ws[1] == xs[1]
+                    and ws[0] >= POINTWISE_MIN_CO and xs[2] >= BLOCK
+                    and str(w.ty.dtype) == "float32" and str(x.ty.dtype) == "float32"):
+                found[b.var] = (xs[0], ws[1], xs[2], ws[0])
+    return found
+
+
+@relax.expr_functor.mutator
+class _Pointwise(relax.PyExprMutator):
+    def __init__(self, mod, found):
+        super().__init__(mod)
+        self.found = found
+        self.funcs: dict = {}
+
+    def visit_var_binding_(self, binding):
+        if binding.var not in self.found:
+            return super().visit_var_binding_(binding)
+        n, ci, pix, co = self.found[binding.var]
+        w, x = (self.visit_expr(a) for a in binding.value.args)
+        key = (n, ci, pix, co)
+        if key not in self.funcs:
+            name = "pointwise_conv_" + "_".join(map(str, key))
+            # one tap (kw = 1), no padding: the input's length and row are the pixels
+            func = conv_func(n, ci, pix, co, 1, pix, 1, pix).with_attr("global_symbol", name)
+            self.funcs[key] = self.builder_.add_func(func, name)
+        bb = self.builder_
+        taps = bb.emit(relax.op.reshape(w, (co, 1, ci)))
+        call = relax.call_tir(self.funcs[key], [x, taps], relax.TensorType((n, co, pix), "float32"))
+        y = bb.emit(call) if isinstance(binding.var, relax.DataflowVar) else bb.emit_output(call)
+        self.set_var_remap(binding.var, y)
+
+
+def pointwise_convs(mod: tvm.IRModule, avx2: bool = False) -> tvm.IRModule:
+    """The 1x1 convolutions of `main` (neck, pixel decoder) on the same kernel as one tap.
+    The importer's matmul has the weights on the left, W[co, ci] @ x[ci, pixels]: our
+    GEMM rule ran the neck's 256->256 at 288x288 at 68 GFLOP/s on Zen 2 (MetaSchedule's
+    best of 16 trials: 22), the kernel at 185, as the 3x3s."""
+    found = _pointwise_matmuls(mod["main"])
+    if not found:
+        return mod
+    rw = _Pointwise(mod, found)
+    new = rw.visit_expr(mod["main"])
+    out = rw.builder_.get()
+    out[mod.get_global_var("main")] = new
+    return _with_kernel(relax.transform.DeadCodeElimination()(out), avx2)
+
+
+def _with_kernel(mod: tvm.IRModule, avx2: bool) -> tvm.IRModule:
+    """`mod` with the C kernel among its external modules, once (same_convs and
+    pointwise_convs both call it; two copies would clash at link time)."""
+    if mod.attrs is not None and KERNEL_ATTACHED in mod.attrs:
+        return mod
     mods = list(mod.attrs["external_mods"]) if mod.attrs is not None and "external_mods" in mod.attrs else []
-    return tvm.IRModule(funcs, attrs=mod.attrs).with_attr("external_mods", mods + [c_module(avx2)])
+    return mod.with_attr("external_mods", mods + [c_module(avx2)]).with_attr(KERNEL_ATTACHED, True)
 
 
 def standalone_library(n: int, ci: int, co: int, h: int, w: int, k: int, path: str,
