@@ -60,6 +60,13 @@ def model_state(config: str, seed: int, vocab: str) -> dict:
             for k, v in state.items()}
 
 
+def _pack_shape(op: str):
+    """(K, N, panel width) of a linear_f32 pack op name (`sam3_f32_pack_K_N`: AVX-512,
+    64-wide panels; `sam3_f32x8_pack_K_N`: AVX2, 16-wide), else None."""
+    m = re.fullmatch(r"sam3_f32(x8)?_pack_(\d+)_(\d+)", op)
+    return None if m is None else (int(m.group(2)), int(m.group(3)), 16 if m.group(1) else 64)
+
+
 def _candidates(src: np.ndarray, ops: list[str], shape: tuple):
     """Recipes (lists of steps) of the op chain `ops` from `src` to `shape`."""
     if not ops:
@@ -74,9 +81,22 @@ def _candidates(src: np.ndarray, ops: list[str], shape: tuple):
             for tail in _candidates(nxt, rest, shape):
                 yield [["transpose", list(p)]] + tail
     elif op == "reshape":
-        if not rest:
+        if all(o == "reshape" for o in rest):  # reshapes in a row (e.g. a 1x1 conv's taps)
             if src.size == int(np.prod(shape)):
                 yield [["reshape", list(shape)]]
+            return
+        packed = _pack_shape(rest[-1])
+        if packed is not None and rest[:-1] in ([], ["permute_dims"]):
+            # a conv weight flattened for a linear kernel: reshape (and transpose) to the
+            # pack's [K, N]
+            k, n, _ = packed
+            inter, steps = ([k, n], []) if len(rest) == 1 else ([n, k], [["transpose", [1, 0]]])
+            if src.size == k * n:
+                nxt = np.reshape(src, inter)
+                if steps:
+                    nxt = np.transpose(nxt, (1, 0))
+                for tail in _candidates(nxt, rest[len(steps):], shape):
+                    yield [["reshape", inter]] + steps + tail
             return
         if rest == ["permute_dims"]:  # reshape to the inverse-permuted target shape
             for p in itertools.permutations(range(len(shape))):
@@ -85,12 +105,13 @@ def _candidates(src: np.ndarray, ops: list[str], shape: tuple):
                     inter[a] = shape[i]
                 if src.size == int(np.prod(inter)):
                     yield [["reshape", inter], ["transpose", list(p)]]
-    elif op.startswith("sam3_f32_pack_") and src.ndim == 2 and src.shape[1] % 64 == 0:
-        # linear_f32's panels: W [K, N] -> [N/64, K, 64] (CPU bundles on AVX-512 Intel)
+    elif _pack_shape(op) is not None and src.ndim == 2 and src.shape[1] % _pack_shape(op)[2] == 0:
+        # linear_f32's panels: W [K, N] -> [N/w, K, w], w = 64 (AVX-512 tile) or 16 (AVX2)
         k, n = src.shape
-        nxt = np.transpose(np.reshape(src, (k, n // 64, 64)), (1, 0, 2))
+        w = _pack_shape(op)[2]
+        nxt = np.transpose(np.reshape(src, (k, n // w, w)), (1, 0, 2))
         for tail in _candidates(nxt, rest, shape):
-            yield [["reshape", [k, n // 64, 64]], ["transpose", [1, 0, 2]]] + tail
+            yield [["reshape", [k, n // w, w]], ["transpose", [1, 0, 2]]] + tail
     elif op == "strided_slice" and rest == ["reshape"] and src.ndim == 4:
         # one tap of a [O, I, kh, kw] convolution kernel (a 3x3 conv as 9 matmuls)
         for i in range(src.shape[2]):

@@ -76,8 +76,9 @@ def test_linear_epilogue_joins_the_gemm(k, m):
     """Bias + GELU after a matmul are computed from the GEMM's own loop nest (from the
     register tile's write-back, or per column panel right after its last K block), not
     in parallel nests of their own over full-size intermediates. 1536 rows: tasks are
-    row blocks (on machines with up to 16 cores), 60: column panels."""
-    from sam3_tvm.lowering.schedule import _row_block
+    row blocks (on machines with up to 16 cores), 60: column panels (64 columns with
+    AVX-512, 16 with AVX2)."""
+    from sam3_tvm.lowering.schedule import _lanes, _row_block
 
     import tvm
     from tvm import relax
@@ -93,7 +94,9 @@ def test_linear_epilogue_joins_the_gemm(k, m):
     assert text.count("T.parallel") == 1, text
     blk = _row_block(m, 6, target)
     assert (blk > 0) == (m == 1536 and int(target.attrs["num-cores"]) <= 16)
-    tasks = m // (6 * blk) if blk else n // 64
+    lanes = _lanes(target)
+    panel = (4 if lanes >= 16 else 2) * lanes  # the register tile's columns: 4 zmm, or 2 ymm (AVX2)
+    tasks = m // (6 * blk) if blk else n // panel
     assert f"T.parallel(T.int64({tasks}))" in text
     assert "T_add_intermediate" not in text and "T_multiply" not in text
     if k < 512:
