@@ -1,6 +1,6 @@
 """Per-kernel time of one bundle component (VM call instrumentation), to see what limits speed.
 
-    .venv/bin/python bench/profile_tvm.py --bundle bundles/full --component image_encoder [--top 25]
+    .venv/bin/python bench/profile_tvm.py --bundle bundles/full --component image_encoder [--top 25] [--warmup 1]
 
 Inputs are the seeded examples `sam3-tvm verify` uses. Every call the VM makes is
 timed (before/after hooks); prints kernels by total time, optionally writes CSV.
@@ -18,6 +18,9 @@ def main():
     ap.add_argument("--component", default="image_encoder")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--out", help="write the full report as CSV here")
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="uninstrumented calls first (the first call pages the weights in and "
+                         "allocates the workspace: seconds of system time on the full model)")
     args = ap.parse_args()
 
     import tvm
@@ -44,6 +47,10 @@ def main():
             by_name[name] = (calls + 1, total + (time.perf_counter() - started.pop(name)) * 1e6)
         return 0
 
+    for k in range(args.warmup):
+        t = time.perf_counter()
+        vm["main"](*inputs, *b.params[args.component])
+        print(f"warm-up call {k + 1}: {time.perf_counter() - t:.2f} s")
     vm.set_instrument(instrument)
     vm["main"](*inputs, *b.params[args.component])
     if args.out:

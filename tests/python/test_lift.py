@@ -28,3 +28,40 @@ def test_lifted_weights_are_ready_to_use():
     # and the per-call function no longer transposes any weight
     text = main["main"].script()
     assert "R.permute_dims(p_" not in text
+
+
+def test_large_weight_only_tables_stay_in_main():
+    """A weight-only result much larger than its weights (the grounding head's 33 MB
+    box position bias, from a few KB of weights) is computed per call, while the other
+    weights are still transposed once; the lifted function gives the same output."""
+    import tvm
+    from tvm import relax
+
+    from sam3_tvm.frontend.lift import lift_params
+    from sam3_tvm.lowering.targets import host_target
+
+    x = relax.Var("x", relax.TensorType((16, 8), "float32"))
+    w = relax.Var("w", relax.TensorType((8, 8), "float32"))
+    b = relax.Var("b", relax.TensorType((1, 8), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x, w, b], attrs={"num_input": 1}):
+        with bb.dataflow():
+            y = bb.emit(relax.op.matmul(x, bb.emit(relax.op.permute_dims(w))))
+            table = bb.emit(relax.op.exp(relax.op.broadcast_to(b, (16, 8))))  # 512 B from 32 B
+            out = bb.emit_output(relax.op.add(y, table))
+        bb.emit_func_output(out)
+    mod = bb.get()
+    rng = np.random.default_rng(0)
+    wv, bv = rng.standard_normal((8, 8), dtype=np.float32), rng.standard_normal((1, 8), dtype=np.float32)
+    xv = rng.standard_normal((16, 8), dtype=np.float32)
+    params = [tvm.runtime.tensor(wv), tvm.runtime.tensor(bv)]
+    lifted, arrays, names = lift_params("demo", mod, params, ["w", "b"])
+    # the transposed w is stored; the table is not, b is (main computes the table)
+    assert names == ["w:permute_dims", "b"], names
+    np.testing.assert_array_equal(arrays[0], wv.T)
+    np.testing.assert_array_equal(arrays[1], bv)
+    text = lifted["main"].script()
+    assert "R.permute_dims" not in text and "R.exp" in text
+    vm = relax.VirtualMachine(tvm.compile(lifted, target=host_target()), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(xv), *[tvm.runtime.tensor(a) for a in arrays]).numpy()
+    np.testing.assert_allclose(got, xv @ wv.T + np.exp(np.broadcast_to(bv, (16, 8))), rtol=1e-5, atol=1e-5)

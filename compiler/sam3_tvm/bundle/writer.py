@@ -31,14 +31,17 @@ GPU_NO_VECTORIZE = {"interactive_decoder"}
 
 # Components whose linear layers --precision bf16 moves to bf16. The grounding head
 # stays fp32: in bf16 its logits missed the 1e-2 rel L2 bound on the full model
-# (pred_logits 1.2e-2, presence_logit 2.0e-2), and its weights are not lifted (lift.py),
-# so the bf16 packing would run on every call. The interactive decoder stays fp32: its
+# (pred_logits 1.2e-2, presence_logit 2.0e-2). The interactive decoder stays fp32: its
 # symbolic point count leaves two static linears, too small to gain.
 BF16_COMPONENTS = ("image_encoder", "text_encoder")
 # ...and those whose attention alone goes to bf16 (linears fp32): the grounding head's
 # fusion encoder attends over the 5184 image tokens, a third of its time. Full model:
 # head 2.72 -> 2.27 s (Zen 4), pred_logits rel L2 2.8e-3, presence_logit 2.8e-3.
 BF16_ATTENTION_COMPONENTS = ("grounding_head",)
+# Components whose fp32 linears (every linear of fp32 bundles; the grounding head's in
+# bf16 bundles too) run on linear_f32's packed kernels where `kind_for` gives one. The
+# grounding head's joined when lift.py learnt to leave its 33 MB position table out.
+F32_LINEAR_COMPONENTS = ("image_encoder", "text_encoder", "grounding_head")
 
 
 def kernel_rewrites(name: str, mod, spec: TargetSpec, target):
@@ -64,14 +67,14 @@ def kernel_rewrites(name: str, mod, spec: TargetSpec, target):
         from sam3_tvm.lowering.bf16 import bf16_linears
 
         return attention.to_bf16(bf16_linears(mod))
-    if spec.precision == "bf16" and name in BF16_ATTENTION_COMPONENTS:
-        return attention.to_bf16(mod)
-    if spec.precision == "fp32" and spec.kind == "cpu" and name in BF16_COMPONENTS:
-        # the same linears in fp32 on panel-packed weights (AVX-512 or AVX2 tiles), where
-        # that was measured faster
+    if spec.kind == "cpu" and name in F32_LINEAR_COMPONENTS:
+        # the fp32 linears on panel-packed weights (AVX-512 or AVX2 tiles), where that was
+        # measured faster than the default schedule
         kind = linear_f32.kind_for(target)
         if kind is not None:
-            return linear_f32.f32_linears(mod, kind)
+            mod = linear_f32.f32_linears(mod, kind)
+    if spec.precision == "bf16" and name in BF16_ATTENTION_COMPONENTS:
+        mod = attention.to_bf16(mod)
     return mod
 
 
