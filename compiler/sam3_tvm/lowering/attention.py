@@ -11,8 +11,8 @@ The inner loops are C with GCC vector extensions (16 lanes where the target has
 AVX-512, 8 with AVX2), compiled into the component's library like the bf16 kernels
 (bf16.py): TVM 0.27's TIR gives no control over register tiles across the two
 matrix products and the row-wise softmax in between. A TIR function parallelises the
-tasks over (batch*head, query block). exp is a polynomial (Cephes' expf, relative
-error ~1e-7) so it vectorises. The importer hands the kernel the keys transposed
+tasks over (batch*head, query block). The scores are kept in base 2 (scale and bias
+times log2 e) and 2^x is a polynomial (relative error ~1.3e-7), so it vectorises. The importer hands the kernel the keys transposed
 ([d, lk]), so no query block transposes them again.
 
 bf16 bundles (`to_bf16`): the same kernel with both products on `vdpbf16ps`; each head's
@@ -87,49 +87,45 @@ SAM3_INLINE vf vset(float x) { return (vf){x, x, x, x, x, x, x, x, x, x, x, x, x
 SAM3_INLINE vf vset(float x) { return (vf){x, x, x, x, x, x, x, x}; }
 #endif
 
-/* e^x for x <= 0 (scores minus their row maximum): Cephes expf, |rel err| ~ 1e-7.
-   AVX-512: x clamped at -87 (masked scores are -inf: weight e^-87 ~ 1.6e-38, nothing
-   against a row sum >= 1), rounding and the 2^n scaling in one instruction each
-   (vrndscaleps, vscalefps); the bf16 build, whose weights are rounded to 8 bits anyway,
-   takes a degree-4 Taylor polynomial (|rel err| < 5e-5 on |r| <= ln2/2). On Zen 4 every
-   512-bit operation counts: at head width 64 the softmax was a third of the bf16 kernel. */
+/* 2^x for x <= 0: the scores are kept in base 2 (scale and bias multiplied by log2 e once,
+   so softmax's e^(s - max) = 2^(s log2e - max)), and 2^x needs no multiply by log2 e and
+   no two-constant ln 2 reduction: n = round(x), r = x - n exact, |r| <= 1/2, 2^r a Taylor
+   polynomial in r ln 2 (coefficients (ln 2)^k / k!), degree 6 (|rel err| < 1.3e-7 at
+   |r| = 1/2); the bf16 build, whose weights are rounded to 8 bits anyway, degree 4
+   (< 4.3e-5). x clamped at -126 (masked scores are -inf: weight 2^-126 ~ 1.2e-38, nothing
+   against a row sum >= 1). 10 operations where e^x took 14 (AVX-512) or 16 (AVX2): on
+   Zen 4 every 512-bit operation counts (the softmax was a third of the bf16 kernel at
+   head width 64), on Zen 2 the softmax was a fifth of the fp32 kernel. */
 #if VW == 16
-SAM3_INLINE vf vexp(vf xin) {
-  __m512 x = _mm512_max_ps((__m512)xin, _mm512_set1_ps(-87.0f));
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+SAM3_INLINE vf vexp2(vf xin) {
+  __m512 x = _mm512_max_ps((__m512)xin, _mm512_set1_ps(-126.0f));
+  __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_sub_ps(x, n);
 #if BF16
-  __m512 p = _mm512_fmadd_ps(r, _mm512_set1_ps(1.0f / 24), _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  __m512 p = _mm512_fmadd_ps(r, _mm512_set1_ps(9.6181291076e-3f), _mm512_set1_ps(5.5504108665e-2f));
 #else
-  __m512 p = _mm512_fmadd_ps(r, _mm512_set1_ps(1.9875691500e-4f), _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  __m512 p = _mm512_fmadd_ps(r, _mm512_set1_ps(1.5403530393e-4f), _mm512_set1_ps(1.3333558146e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.6181291076e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.5504108665e-2f));
 #endif
-  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(2.4022650696e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(6.9314718056e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
   return (vf)_mm512_scalef_ps(p, n);
 }
 #else
-/* AVX2: n = round(x log2e) by adding 1.5 * 2^23 with the exponent bias folded in, so the
-   2^n scale is one shift of the sum's bits; e^r a degree-6 Taylor polynomial in Horner
-   form (|r| <= ln2/2: |rel err| < 1.3e-7). x clamped at -87 as above. 14 operations
-   where Cephes' form with a separate underflow mask took 22: on Zen 2 the softmax was a
-   fifth of the kernel's time. */
-SAM3_INLINE vf vexp(vf x) {
-  x = x < vset(-87.0f) ? vset(-87.0f) : x;
-  vf big = x * vset(1.44269504088896341f) + vset(12582912.0f + 127.0f);
-  vf n = big - vset(12582912.0f + 127.0f);
-  vf r = x - n * vset(0.693359375f) + n * vset(2.12194440e-4f);
-  vf p = vset(1.0f / 720);
-  p = p * r + vset(1.0f / 120);
-  p = p * r + vset(1.0f / 24);
-  p = p * r + vset(1.0f / 6);
-  p = p * r + vset(0.5f);
-  p = p * r + vset(1.0f);
+/* AVX2: n = round(x) by adding 1.5 * 2^23 with the exponent bias folded in, so the 2^n
+   scale is one shift of the sum's bits */
+SAM3_INLINE vf vexp2(vf x) {
+  x = x < vset(-126.0f) ? vset(-126.0f) : x;
+  vf big = x + vset(12582912.0f + 127.0f);
+  vf r = x - (big - vset(12582912.0f + 127.0f));
+  vf p = vset(1.5403530393e-4f);
+  p = p * r + vset(1.3333558146e-3f);
+  p = p * r + vset(9.6181291076e-3f);
+  p = p * r + vset(5.5504108665e-2f);
+  p = p * r + vset(2.4022650696e-1f);
+  p = p * r + vset(6.9314718056e-1f);
   p = p * r + vset(1.0f);
   vi e;
   memcpy(&e, &big, sizeof e);
@@ -140,7 +136,9 @@ SAM3_INLINE vf vexp(vf x) {
 }
 #endif
 
-SAM3_INLINE float sexp(float x) { vf v = vexp(vset(x)); return v[0]; }
+SAM3_INLINE float sexp2(float x) { vf v = vexp2(vset(x)); return v[0]; }
+
+#define SAM3_LOG2E 1.44269504088896341f
 
 #if VW == 16
 SAM3_INLINE float hmax(vf v) { return _mm512_reduce_max_ps((__m512)v); }
@@ -357,6 +355,7 @@ SAM3_INLINE void pv_bf16_4(float (*acc)[@DMAX@], uint16_t (*pb)[KEYS], int64_t r
 extern "C" SAM3_ATTN int32_t ATTN_NAME(float* o, const float* q, const KT_T* kt, const V_T* v,
                                  const float* bias, int64_t has_bias, int64_t bias_rs,
                                  int64_t nq, int64_t lk, int64_t d, float scale) {
+  scale *= SAM3_LOG2E; /* scores in base 2 (vexp2) */
   float s[RPAD][KEYS];
   float acc[RPAD][@DMAX@];
   float m[ROWS], l[ROWS];
@@ -415,7 +414,7 @@ extern "C" SAM3_ATTN int32_t ATTN_NAME(float* o, const float* q, const KT_T* kt,
     if (has_bias)
       for (int64_t r = 0; r < nq; ++r) {
         const float* br = bias + r * bias_rs + k0;
-        for (int64_t j = 0; j < kn; ++j) s[r][j] += br[j];
+        for (int64_t j = 0; j < kn; ++j) s[r][j] += br[j] * SAM3_LOG2E;
       }
     /* the online softmax in three passes over the rows: the new row maxima, the rescale
        factors of VW rows per exp, then the weights. One pass per row chained max, exp and
@@ -435,7 +434,7 @@ extern "C" SAM3_ATTN int32_t ATTN_NAME(float* o, const float* q, const KT_T* kt,
       mnew[r] = mx;
     }
     for (int64_t r = nq; r < ROWS; ++r) mnew[r] = m[r];
-    for (int64_t r = 0; r < nq; r += VW) vstore(corr + r, vexp(vload(m + r) - vload(mnew + r)));
+    for (int64_t r = 0; r < nq; r += VW) vstore(corr + r, vexp2(vload(m + r) - vload(mnew + r)));
     for (int64_t r = 0; r < nq; ++r) {
       float mx = mnew[r];
       if (mx < -1.0e38f) {  /* every score so far is -inf: nothing to add */
@@ -446,10 +445,10 @@ extern "C" SAM3_ATTN int32_t ATTN_NAME(float* o, const float* q, const KT_T* kt,
       float sum = 0.0f;
       if (kn == KEYS) {
         vf vs = vset(0.0f), vmx = vset(mx);
-        for (int64_t j = 0; j < KEYS; j += VW) { vf e = vexp(vload(s[r] + j) - vmx); vstore(s[r] + j, e); vs += e; }
+        for (int64_t j = 0; j < KEYS; j += VW) { vf e = vexp2(vload(s[r] + j) - vmx); vstore(s[r] + j, e); vs += e; }
         sum = hsum(vs);
       } else {
-        for (int64_t j = 0; j < kn; ++j) { float e = sexp(s[r][j] - mx); s[r][j] = e; sum += e; }
+        for (int64_t j = 0; j < kn; ++j) { float e = sexp2(s[r][j] - mx); s[r][j] = e; sum += e; }
       }
       l[r] = l[r] * corr[r] + sum;
       if (corr[r] != 1.0f) for (int64_t c = 0; c < d; ++c) acc[r][c] *= corr[r];
