@@ -121,6 +121,23 @@ def test_gemm_amx_blocks_and_fallback(amx, gelu, tmp_path, monkeypatch):
 
 
 @needs_bf16
+def test_gemm_amx_row_blocks(tmp_path):
+    """K = 8192: x goes through the panels in blocks of 64 rows on the AMX path
+    (AMX_BLOCK_BYTES); M = 150 is two such blocks and a last one of 22 rows, which the
+    vdpbf16ps tiles take (fewer than 32). Every row against the bf16 products. Without
+    AMX the same library walks all rows per panel, checked the same way."""
+    from sam3_tvm.lowering import bf16
+
+    assert bf16.amx_row_block(8192) == 64 and bf16.amx_row_block(1024) == 512
+    assert bf16.amx_row_block(4736) == 96 and bf16.amx_row_block(1 << 20) == 32
+    m, k, n = 150, 8192, 128
+    x, w, b, out = _scaled_case(_build(m, k, n, tmp_path), m, k, n, seed=3)
+    ref = _bf16(x).astype(np.float64) @ _bf16(w).astype(np.float64) + b
+    assert not np.isnan(out).any()
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+@needs_bf16
 @pytest.mark.parametrize("fma", [True, False])
 @pytest.mark.parametrize("m,k,n,gelu", [(13, 40, 128, False), (70, 96, 128, True), (8, 2, 64, False)])
 def test_gemm_fma_path(fma, m, k, n, gelu, tmp_path, monkeypatch):

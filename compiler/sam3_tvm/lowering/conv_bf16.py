@@ -29,7 +29,7 @@ from sam3_tvm.lowering.conv_f32 import ATTR, BLOCK
 # a library may hold both (the bf16 image encoder has bf16.c_module for its linears).
 _RENAMES = ("sam3_bf16_tile", "sam3_bf16_panel", "sam3_to_bf16_row", "sam3_to_bf16",
             "sam3_amx_available", "sam3_bf16_uses_fma", "sam3_bf16_gemm_on_fma",
-            "sam3_bf16_panel_fma")
+            "sam3_bf16_gemm_row_blocks", "sam3_bf16_panel_fma")
 
 C_SOURCE = r"""
 #ifdef __cplusplus
