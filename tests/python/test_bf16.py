@@ -121,16 +121,17 @@ def test_gemm_amx_blocks_and_fallback(amx, gelu, tmp_path, monkeypatch):
 
 
 @needs_bf16
-def test_gemm_amx_row_blocks(tmp_path):
-    """K = 8192: x goes through the panels in blocks of 64 rows on the AMX path
-    (AMX_BLOCK_BYTES); M = 150 is two such blocks and a last one of 22 rows, which the
-    vdpbf16ps tiles take (fewer than 32). Every row against the bf16 products. Without
-    AMX the same library walks all rows per panel, checked the same way."""
+def test_gemm_amx_row_blocks(tmp_path, monkeypatch):
+    """K = 64 with 256-row blocks (AMX_BLOCK_BYTES made 32 KiB): M = 600 is two such
+    blocks on the AMX tiles and a last one of 88 rows, 64 on the tiles and 24 on vdpbf16ps
+    (fewer than 32). Every row against the bf16 products."""
     from sam3_tvm.lowering import bf16
 
-    assert bf16.amx_row_block(8192) == 64 and bf16.amx_row_block(1024) == 512
-    assert bf16.amx_row_block(4736) == 96 and bf16.amx_row_block(1 << 20) == 32
-    m, k, n = 150, 8192, 128
+    assert bf16.amx_row_block(1024) == 512 and bf16.amx_row_block(2048) == 256
+    assert bf16.amx_row_block(4736) == 0  # long K: all rows in one block
+    monkeypatch.setattr(bf16, "AMX_BLOCK_BYTES", 1 << 15)
+    assert bf16.amx_row_block(64) == 256
+    m, k, n = 600, 64, 128
     x, w, b, out = _scaled_case(_build(m, k, n, tmp_path), m, k, n, seed=3)
     ref = _bf16(x).astype(np.float64) @ _bf16(w).astype(np.float64) + b
     assert not np.isnan(out).any()

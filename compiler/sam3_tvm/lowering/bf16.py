@@ -521,21 +521,25 @@ def pack_func(k: int, n: int):
 # multiple of 32 rows, the AMX row step). Each panel call used to walk every row of x, so
 # x streamed from L3 once per 64-column panel (785 MB for the ViT's fc1); a block of
 # 1 MiB stays in the 2 MiB L2 while the panels pass. Xeon model 167, 2 threads, C harness
-# of this kernel: qkv 1.34x, proj 1.29x, fc1 1.18x, fc2 (K = 4736, 96-row blocks) 0.98x;
-# blocks of 256 or 1024 rows of K = 1024 were slower than 512. The fp32 kernel
-# (linear_f32) was 0.84-0.98x with the same loop: it is not bound by L3 there.
+# of this kernel: qkv 1.34x, proj 1.29x, fc1 1.18x;
+# blocks of 256 or 1024 rows of K = 1024 were slower than 512. Where a block would have
+# fewer than AMX_MIN_BLOCK rows (long K), one block of all rows, as before: fc2's 96-row
+# blocks ran 0.90x in the harness (each block streams all of W from L3 again). The fp32
+# kernel (linear_f32) was 0.84-0.98x with this loop: it is not bound by L3 there.
 AMX_BLOCK_BYTES = 1 << 20
+AMX_MIN_BLOCK = 256
 
 
 def amx_row_block(k: int) -> int:
-    """Rows per block of x [m, k] on the AMX path (AMX_BLOCK_BYTES)."""
-    return max(32, AMX_BLOCK_BYTES // (2 * k) // 32 * 32)
+    """Rows per block of x [m, k] on the AMX path (AMX_BLOCK_BYTES), or 0: no blocks."""
+    rows = AMX_BLOCK_BYTES // (2 * k) // 32 * 32
+    return rows if rows >= AMX_MIN_BLOCK else 0
 
 
 def gemm_func(m: int, k: int, n: int, gelu: bool = False):
     """out[M, N] = bf16(x[M, K]) @ W + bias (then GELU if `gelu`), W packed by `pack_func`."""
     act = 1 if gelu else 0
-    rows = amx_row_block(k)
+    rows = amx_row_block(k) or m
     blocks = (m + rows - 1) // rows
 
     @T.prim_func(private=True)
