@@ -50,7 +50,7 @@ def main():
     for k in range(args.warmup):
         t = time.perf_counter()
         vm["main"](*inputs, *b.params[args.component])
-        print(f"warm-up call {k + 1}: {time.perf_counter() - t:.2f} s")
+        print(f"warm-up call {k + 1}: {time.perf_counter() - t:.2f} s", file=sys.stderr)
     vm.set_instrument(instrument)
     vm["main"](*inputs, *b.params[args.component])
     if args.out:

@@ -80,11 +80,12 @@ def _candidates(src: np.ndarray, ops: list[str], shape: tuple):
             nxt = np.transpose(src, p)
             for tail in _candidates(nxt, rest, shape):
                 yield [["transpose", list(p)]] + tail
+    elif op in ("reshape", "expand_dims") and all(o in ("reshape", "expand_dims") for o in rest):
+        # reshapes in a row (e.g. a 1x1 conv's taps); expand_dims is a reshape too (a
+        # norm's scale as [C, 1, 1])
+        if src.size == int(np.prod(shape)):
+            yield [["reshape", list(shape)]]
     elif op == "reshape":
-        if all(o == "reshape" for o in rest):  # reshapes in a row (e.g. a 1x1 conv's taps)
-            if src.size == int(np.prod(shape)):
-                yield [["reshape", list(shape)]]
-            return
         packed = _pack_shape(rest[-1])
         if packed is not None and rest[:-1] in ([], ["permute_dims"]):
             # a conv weight flattened for a linear kernel: reshape (and transpose) to the
