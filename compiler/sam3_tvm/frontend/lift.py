@@ -8,12 +8,12 @@ actual weights and store its results in the bundle, so the runtime only ever see
 the ready-to-use tensors.
 
 The lifted weights may be at most 10% larger than the weights. Where they would be
-larger, results computed from no weight at all (the grounding head's position tables,
-33 MB, from constants) stay in `main`, computed per call, largest first until the
-rest fits (`_keep_in_main`): the bundle does not grow, and the rest of the component's
-weights are still transposed and packed once (before, its linears ran on the default
-schedule, transposing their weights on every call). Where that is not enough, nothing
-of the component is lifted.
+larger, results larger than the weights they are computed from (the grounding head's
+33 MB box position bias, from a few KB of weights) stay in `main`, computed per call,
+largest first until the rest fits (`_keep_in_main`): the bundle barely grows, and the
+rest of the component's weights are still transposed and packed once (before, its
+linears ran on the default schedule, transposing their weights on every call). Where
+that is not enough, nothing of the component is lifted.
 
 Naming: a weight the transform passes through keeps its state-dict name (shared
 between components, stored once); a computed one is named `<source>:<op>` after
@@ -127,8 +127,9 @@ def _keep_in_main(lifted: tvm.IRModule, tp_name: str, drop: list[int]):
         return None
     num_input = int(main.attrs["num_input"])
     passed = {}  # weight index -> main's parameter for it (a pass-through output)
+    bound = {b.var: b.value for blk in tp.body.blocks for b in blk.bindings}
     for k, f in enumerate(fields):
-        v = {b.var: b.value for blk in tp.body.blocks for b in blk.bindings}.get(f, f)
+        v = bound.get(f, f)
         if k not in drop and isinstance(v, relax.TupleGetItem) and v.tuple_value.same_as(tp.params[0]):
             passed.setdefault(int(v.index), main.params[num_input + k])
     copied, seen, extra, extra_params = [], set(), [], {}
@@ -213,8 +214,8 @@ def lift_params(component: str, mod: tvm.IRModule, params: list, names: list[str
         lifted, extra = kept if kept is not None else (None, [])
     if lifted is None or sum(sizes[i] for i in range(len(sizes)) if i not in drop) \
             + sum(weight_sizes[k] for k in extra) > budget:
-        # weight-only results bigger than the weights, derived from the weights
-        # themselves: keep computing everything per call
+        # still larger than the budget, or a large result main cannot take over:
+        # keep computing everything per call
         return mod, [p.numpy() for p in params], names
     sources = _sources(tp, names)
     target = host_target()
